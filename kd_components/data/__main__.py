@@ -1,0 +1,56 @@
+"""Command line: ``python -m kd_components.data {synthetic,datalist} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kd_components.data.datalist import build_datalist, write_datalist
+from kd_components.data.phantom import write_phantom
+from kd_components.errors import InputError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kd_components.data", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("synthetic", help="write the synthetic BraTS-like phantom (2018-2021 layout) and its datalist")
+    s.add_argument("--output", required=True, help="folder to write (new, empty, or an earlier phantom)")
+    s.add_argument("--num-cases", type=int, default=24, help="number of cases (default 24)")
+    s.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("X", "Y", "Z"),
+                   help="volume shape, at most 240 240 155 (default 64 64 64)")
+    s.add_argument("--seed", type=int, default=0, help="master seed: same seed, same data (default 0)")
+    s.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
+    s.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
+    d = sub.add_parser("datalist", help="write a training/validation/test datalist of a BraTS folder")
+    d.add_argument("--data-dir", required=True, help="folder holding BraTS case folders (2018-2021 or 2023 layout)")
+    d.add_argument("--output", required=True, help="datalist JSON to write (paths inside are relative to --data-dir)")
+    d.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
+    d.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    t0 = time.time()
+    try:
+        if args.command == "synthetic":
+            out = write_phantom(args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction,
+                                args.test_fraction)
+        else:
+            out = write_datalist(build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed),
+                                 args.output)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    import json
+
+    content = json.loads(out.read_text())
+    counts = ", ".join(f"{k} {len(content[k])}" for k in ("training", "validation", "test"))
+    print(f"wrote {out} ({counts}; label convention {content['label_convention']}) in {time.time() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

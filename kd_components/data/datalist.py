@@ -1,0 +1,319 @@
+"""BraTS folder discovery, datalist JSON writing and datalist loading with checks before any work starts.
+
+Two file layouts are recognised, each with its own label convention:
+
+==============  ==========================================  ================================
+convention       files of case ``CASE``                       labels
+==============  ==========================================  ================================
+``brats2021``    ``CASE_{t1,t1ce,t2,flair,seg}.nii.gz``        1 NCR/NET, 2 ED, 4 ET (2018-2021)
+``brats2023``    ``CASE-{t1n,t1c,t2w,t2f,seg}.nii.gz``         1 NETC, 2 SNFH, 3 ET (2023 on)
+==============  ==========================================  ================================
+
+A datalist entry is ``{"image": [t1ce, t1, t2, flair], "label": seg, "case": CASE, "label_convention": ...}``
+with paths relative to the data folder; the image order is the teacher's channel order (T1c, T1, T2, FLAIR),
+the one of MONAI model-zoo ``brats_mri_segmentation``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kd_components.errors import InputError
+
+__all__ = [
+    "TEACHER_CHANNELS",
+    "CHANNEL_NAMES",
+    "MODALITY_ALIASES",
+    "LABEL_CONVENTIONS",
+    "BratsCase",
+    "find_cases",
+    "build_datalist",
+    "write_datalist",
+    "load_datalist",
+    "check_entry",
+    "modality_index",
+]
+
+#: canonical modality names in the teacher's channel order (model-zoo ``brats_mri_segmentation``).
+TEACHER_CHANNELS = ("t1ce", "t1", "t2", "flair")
+#: display names of the teacher's channels, as in the model zoo's metadata.
+CHANNEL_NAMES = {"t1ce": "T1c", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
+#: every accepted modality name -> canonical name (2018-2021 names and 2023 names).
+MODALITY_ALIASES = {
+    "t1": "t1",
+    "t1ce": "t1ce",
+    "t2": "t2",
+    "flair": "flair",
+    "t1n": "t1",
+    "t1c": "t1ce",
+    "t2w": "t2",
+    "t2f": "flair",
+}
+#: label convention -> (file-name separator, file suffix -> role, label value of ET)
+LABEL_CONVENTIONS = {
+    "brats2021": ("_", {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"}, 4),
+    "brats2023": ("-", {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}, 3),
+}
+_FILE_RE = re.compile(r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(\.gz)?$")
+
+
+def modality_index(name: str) -> int:
+    """Channel index of modality ``name`` in the teacher's input (any 2018-2021 or 2023 name).
+
+    Raises:
+        InputError: for a name that is not a BraTS modality.
+    """
+    key = str(name).strip().lower()
+    if key not in MODALITY_ALIASES:
+        raise InputError(
+            f"unknown modality '{name}': use one of t1, t1ce, t2, flair (BraTS 2023 names t1n, t1c, t2w, t2f also work)."
+        )
+    return TEACHER_CHANNELS.index(MODALITY_ALIASES[key])
+
+
+@dataclass
+class BratsCase:
+    """One case folder found on disk: ``files`` maps role (t1ce, t1, t2, flair, seg) to a path."""
+
+    name: str
+    folder: Path
+    convention: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def missing(self) -> list[str]:
+        return [r for r in (*TEACHER_CHANNELS, "seg") if r not in self.files]
+
+
+def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
+    """Find BraTS cases under ``data_dir`` (any depth), in either layout, sorted by name.
+
+    Raises:
+        InputError: ``data_dir`` missing, no case found, a case mixing layouts or missing a modality or its
+            segmentation (all incomplete cases are listed in one message).
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"data folder '{root}' does not exist: give the folder that holds the BraTS case folders.")
+    cases: dict[Path, BratsCase] = {}
+    for folder, _, files in os.walk(root):
+        for fname in sorted(files):
+            m = _FILE_RE.match(fname)
+            if m is None:
+                continue
+            sep, suffix = m["sep"], m["suffix"]
+            conv = "brats2023" if suffix in ("t1n", "t1c", "t2w", "t2f") else "brats2021"
+            if suffix == "seg":
+                conv = "brats2023" if sep == "-" else "brats2021"
+            elif LABEL_CONVENTIONS[conv][0] != sep:
+                continue  # e.g. "x-t1.nii.gz": not a BraTS name
+            case = cases.setdefault(Path(folder), BratsCase(m["case"], Path(folder), conv))
+            if case.convention != conv:
+                raise InputError(
+                    f"case folder '{folder}' mixes the BraTS 2018-2021 names (CASE_t1ce) and the 2023 names "
+                    f"(CASE-t1c): keep one layout per case."
+                )
+            role = LABEL_CONVENTIONS[conv][1][suffix]
+            if role in case.files:
+                raise InputError(f"case folder '{folder}' has two files for {role}: keep one.")
+            case.files[role] = Path(folder) / fname
+    if not cases:
+        raise InputError(
+            f"no BraTS case found under '{root}': expected folders CASE/ with CASE_{{t1,t1ce,t2,flair,seg}}.nii.gz "
+            f"(2018-2021) or CASE-{{t1n,t1c,t2w,t2f,seg}}.nii.gz (2023)."
+        )
+    incomplete = [c for c in cases.values() if c.missing()]
+    if incomplete:
+        detail = "; ".join(f"'{c.folder}' lacks {', '.join(c.missing())}" for c in sorted(incomplete, key=lambda c: c.name))
+        raise InputError(
+            f"{len(incomplete)} case(s) incomplete: {detail}. Every case needs all four modalities and its "
+            f"segmentation: add the files or move the case out of the data folder."
+        )
+    return sorted(cases.values(), key=lambda c: c.name)
+
+
+def _entry(case: BratsCase, root: Path) -> dict:
+    return {
+        "image": [case.files[m].relative_to(root).as_posix() for m in TEACHER_CHANNELS],
+        "label": case.files["seg"].relative_to(root).as_posix(),
+        "case": case.name,
+        "label_convention": case.convention,
+    }
+
+
+def _check_fraction(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise InputError(f"--{name.replace('_', '-')} is {value}: give a fraction in [0, 1).")
+    return value
+
+
+def build_datalist(
+    data_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    check_images: bool = True,
+) -> dict:
+    """Datalist of the BraTS cases under ``data_dir`` split at random into training, validation and test.
+
+    Paths are relative to ``data_dir`` (the bundles' ``dataset_dir``). Splits are deterministic by ``seed``; each
+    of validation and test gets at least one case when the fraction is non-zero and there are three cases or
+    more, and training always keeps at least one.
+
+    Raises:
+        InputError: bad fractions, or any problem of :func:`find_cases` / :func:`check_entry`.
+    """
+    val_fraction = _check_fraction("val_fraction", val_fraction)
+    test_fraction = _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1.0:
+        raise InputError(
+            f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no training case: keep the sum below 1."
+        )
+    root = Path(data_dir)
+    cases = find_cases(root)
+    entries = [_entry(c, root) for c in cases]
+    if check_images:
+        problems = [p for e in entries for p in check_entry(e, root)]
+        if problems:
+            raise InputError(f"{len(problems)} problem(s) in '{root}': " + "; ".join(problems))
+    n = len(entries)
+    order = np.random.default_rng(seed).permutation(n)
+
+    def count(frac: float) -> int:
+        k = int(round(n * frac))
+        return max(k, 1) if frac > 0 and n >= 3 else k
+
+    n_test, n_val = count(test_fraction), count(val_fraction)
+    n_val = min(n_val, max(n - 1 - n_test, 0))
+    test = sorted(order[:n_test].tolist())
+    val = sorted(order[n_test : n_test + n_val].tolist())
+    train = sorted(order[n_test + n_val :].tolist())
+    conventions = sorted({e["label_convention"] for e in entries})
+    return {
+        "description": "BraTS datalist written by kd_components.data; paths are relative to the data folder.",
+        "channel_order": [CHANNEL_NAMES[m] for m in TEACHER_CHANNELS],
+        "label_convention": conventions[0] if len(conventions) == 1 else "mixed",
+        "split_seed": int(seed),
+        "training": [entries[i] for i in train],
+        "validation": [entries[i] for i in val],
+        "test": [entries[i] for i in test],
+    }
+
+
+def write_datalist(datalist: dict, output: str | os.PathLike) -> Path:
+    """Write ``datalist`` as indented JSON (via a temporary file, so a kill never leaves half a file)."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(datalist, indent=4) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+def _header_shape(path: Path) -> tuple[int, ...]:
+    import nibabel as nib
+
+    return tuple(int(s) for s in nib.load(str(path)).shape)
+
+
+def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -> list[str]:
+    """Problems of one datalist entry (empty list when it is usable): files exist, headers read, shapes agree.
+
+    Only headers are read (no voxel data), so checking a whole BraTS training set takes seconds.
+    """
+    base = Path(base_dir)
+    name = entry.get("case") or entry.get("label") or "?"
+    images = entry.get("image")
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or len(images) != n_channels:
+        return [f"case '{name}': 'image' must list {n_channels} modality file(s) (T1c, T1, T2, FLAIR), got {images!r}"]
+    files = [("image", p) for p in images] + ([("label", entry["label"])] if "label" in entry else [])
+    problems, shapes = [], {}
+    for role, rel in files:
+        path = base / rel
+        if not path.is_file():
+            problems.append(f"case '{name}': {role} file '{path}' does not exist")
+            continue
+        if path.suffix in (".nii", ".gz"):
+            try:
+                shapes[str(path)] = _header_shape(path)
+            except Exception as e:  # noqa: BLE001 - any reader failure means the same for the user
+                problems.append(f"case '{name}': {role} file '{path}' cannot be read ({type(e).__name__}: {e})")
+    if len(set(shapes.values())) > 1:
+        detail = ", ".join(f"{Path(p).name} {s}" for p, s in shapes.items())
+        problems.append(
+            f"case '{name}': modalities and label differ in shape ({detail}); they must be co-registered on one grid"
+        )
+    return problems
+
+
+def load_datalist(
+    data_list_file_path: str | os.PathLike,
+    data_list_key: str,
+    base_dir: str | os.PathLike,
+    n_channels: int = 4,
+    check: bool = True,
+) -> list[dict]:
+    """Load one split of a datalist for a bundle, checking it first; paths come back joined to ``base_dir``.
+
+    A drop-in replacement of ``monai.data.load_decathlon_datalist`` that refuses bad input with one line.
+
+    Args:
+        data_list_file_path: the datalist JSON.
+        data_list_key: ``training``, ``validation`` or ``test``.
+        base_dir: the data folder the relative paths start from (the bundles' ``dataset_dir``).
+        n_channels: number of image files each entry must list.
+        check: read every file's header and compare shapes (a few seconds for a BraTS training set).
+
+    Raises:
+        InputError: missing folder or file, unreadable or empty datalist, missing split, missing or unreadable
+            images, shapes that differ (all problems of the split in one message).
+    """
+    base, path = Path(base_dir), Path(data_list_file_path)
+    if not base.is_dir():
+        raise InputError(
+            f"dataset_dir '{base}' does not exist: pass --dataset_dir with your BraTS folder, or generate the "
+            f"phantom with 'python -m kd_components.data synthetic --output {base}'."
+        )
+    if not path.is_file():
+        raise InputError(
+            f"datalist '{path}' does not exist: write it with 'python -m kd_components.data datalist --data-dir "
+            f"{base} --output {path}' or pass --data_list_file_path."
+        )
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"datalist '{path}' is not valid JSON ({e}): rewrite it with 'kd_components.data datalist'.") from None
+    items = content.get(data_list_key) if isinstance(content, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InputError(
+            f"datalist '{path}' has no '{data_list_key}' cases: it needs a non-empty list under '{data_list_key}' "
+            f"(rebuild it with 'kd_components.data datalist', which splits cases into training/validation/test)."
+        )
+    problems = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "image" not in item:
+            problems.append(f"entry {i} of '{data_list_key}' has no 'image'")
+        elif check:
+            problems.extend(check_entry(item, base, n_channels))
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InputError(f"datalist '{path}', split '{data_list_key}': " + "; ".join(problems[:5]) + more)
+    return [_join(item, base) for item in items]
+
+
+def _join(item: dict, base: Path) -> dict:
+    out = dict(item)
+    for key in ("image", "label"):
+        if key in out:
+            v = out[key]
+            out[key] = [str(base / p) for p in v] if isinstance(v, Sequence) and not isinstance(v, str) else str(base / v)
+    return out

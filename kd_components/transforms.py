@@ -1,0 +1,155 @@
+"""Label transforms for both BraTS label conventions.
+
+MONAI's ``ConvertToMultiChannelBasedOnBratsClassesd`` knows only the 2018-2021 labels (ET = 4) and yields a
+bool tensor; these transforms accept 2018-2021 and 2023 labels (ET = 3), return float32 regions ready for
+``DiceLoss(squared_pred=True)``, and turn predicted regions back into a label map in the dataset's convention.
+
+Regions, channel order as in model-zoo ``brats_mri_segmentation``: TC = {1, ET}, WT = {1, 2, ET}, ET = {ET}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+__all__ = ["REGIONS", "ET_LABEL", "BratsLabelToRegionsd", "RegionsToBratsLabeld", "labels_to_regions", "regions_to_labels"]
+
+#: region channels in output order.
+REGIONS = ("TC", "WT", "ET")
+#: label value of enhancing tumour per convention.
+ET_LABEL = {"brats2021": 4, "brats2023": 3}
+_ALLOWED = {"brats2021": {0, 1, 2, 4}, "brats2023": {0, 1, 2, 3}, "auto": {0, 1, 2, 3, 4}}
+
+
+def _check_convention(convention: str) -> str:
+    if convention not in _ALLOWED:
+        raise ValueError(f"label convention must be one of {sorted(_ALLOWED)}, got '{convention}'.")
+    return convention
+
+
+def labels_to_regions(label: torch.Tensor, convention: str = "auto", source: str = "label") -> torch.Tensor:
+    """BraTS label map -> float32 region channels TC, WT, ET.
+
+    Args:
+        label: label map of shape (1, H, W, D) or (H, W, D).
+        convention: ``brats2021`` (ET = 4), ``brats2023`` (ET = 3) or ``auto`` (ET is whichever of 3 and 4
+            occurs; a map holding both is refused).
+        source: name of the label's file, for error messages.
+
+    Returns:
+        (3, H, W, D) float32 tensor (TC, WT, ET), a ``MetaTensor`` when the input was one.
+
+    Raises:
+        ValueError: the map holds values outside the convention, or both 3 and 4 under ``auto``, or has more
+            than one channel.
+    """
+    _check_convention(convention)
+    lab = torch.as_tensor(label)
+    if lab.ndim == 4:
+        if lab.shape[0] != 1:
+            raise ValueError(f"label '{source}' must have one channel, got shape {tuple(lab.shape)}.")
+        lab = lab[0]
+    lab = lab.round().to(torch.int64) if lab.is_floating_point() else lab.to(torch.int64)
+    values = set(torch.unique(lab).tolist())
+    bad = values - _ALLOWED[convention]
+    if bad or (convention == "auto" and {3, 4} <= values):
+        expect = "0, 1, 2, 4 (2018-2021) or 0, 1, 2, 3 (2023)" if convention == "auto" else sorted(_ALLOWED[convention])
+        raise ValueError(
+            f"label '{source}' holds values {sorted(values)}; expected {expect}: check that the file is a BraTS "
+            f"segmentation in the datalist's label convention."
+        )
+    et_value = ET_LABEL.get(convention, 4 if 4 in values else 3)
+    et = lab == et_value
+    tc = (lab == 1) | et
+    wt = tc | (lab == 2)
+    out = torch.stack([tc, wt, et]).to(torch.float32)
+    if isinstance(label, MetaTensor):
+        out = MetaTensor(out, meta=label.meta, applied_operations=label.applied_operations)
+    return out
+
+
+def regions_to_labels(regions: torch.Tensor, convention: str = "brats2021") -> torch.Tensor:
+    """Binary region channels TC, WT, ET -> BraTS label map in ``convention``.
+
+    ET wins over TC and TC over WT, so predictions that are not nested still give one label per voxel; for
+    nested regions the round trip through :func:`labels_to_regions` is exact.
+
+    Args:
+        regions: (3, H, W, D) binary (or probabilities thresholded at 0.5).
+        convention: ``brats2021`` (ET written as 4) or ``brats2023`` (ET written as 3).
+
+    Returns:
+        (1, H, W, D) uint8 label map (a ``MetaTensor`` when the input was one).
+    """
+    if convention not in ET_LABEL:
+        raise ValueError(f"output label convention must be one of {sorted(ET_LABEL)}, got '{convention}'.")
+    reg = torch.as_tensor(regions)
+    if reg.ndim != 4 or reg.shape[0] != 3:
+        raise ValueError(f"regions must have shape (3, H, W, D) (TC, WT, ET), got {tuple(reg.shape)}.")
+    reg = reg > 0.5
+    lab = torch.zeros(reg.shape[1:], dtype=torch.uint8)
+    lab[reg[1]] = 2
+    lab[reg[0]] = 1
+    lab[reg[2]] = ET_LABEL[convention]
+    out = lab[None]
+    if isinstance(regions, MetaTensor):
+        out = MetaTensor(out, meta=regions.meta, applied_operations=regions.applied_operations)
+    return out
+
+
+class BratsLabelToRegionsd(MapTransform):
+    """Dictionary transform: BraTS label map (either convention) -> float32 TC, WT, ET channels.
+
+    Args:
+        keys: keys of the label maps.
+        convention: ``auto`` (default), ``brats2021`` or ``brats2023``; see :func:`labels_to_regions`.
+        convention_key: item key holding the case's convention (the datalist's ``label_convention``); when the
+            item has it, it takes precedence over ``convention``.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        convention: str = "auto",
+        convention_key: str | None = "label_convention",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.convention = _check_convention(convention)
+        self.convention_key = convention_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        convention = d.get(self.convention_key, self.convention) if self.convention_key else self.convention
+        for key in self.key_iterator(d):
+            meta = getattr(d[key], "meta", {}) or {}
+            d[key] = labels_to_regions(d[key], str(convention), str(meta.get("filename_or_obj", key)))
+        return d
+
+
+class RegionsToBratsLabeld(MapTransform):
+    """Dictionary transform: binary TC, WT, ET channels -> BraTS label map (for inference output).
+
+    Args:
+        keys: keys of the region predictions, shape (3, H, W, D).
+        convention: ``brats2021`` (ET = 4, default) or ``brats2023`` (ET = 3): the convention of the dataset.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    def __init__(self, keys: KeysCollection, convention: str = "brats2021", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if convention not in ET_LABEL:
+            raise ValueError(f"output label convention must be one of {sorted(ET_LABEL)}, got '{convention}'.")
+        self.convention = convention
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = regions_to_labels(d[key], self.convention)
+        return d
+
