@@ -16,7 +16,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["REGIONS", "ET_LABEL", "BratsLabelToRegionsd", "RegionsToBratsLabeld", "labels_to_regions", "regions_to_labels"]
+__all__ = [
+    "REGIONS",
+    "ET_LABEL",
+    "BratsLabelToRegionsd",
+    "RegionsToBratsLabeld",
+    "labels_to_regions",
+    "regions_to_labels",
+]
 
 #: region channels in output order.
 REGIONS = ("TC", "WT", "ET")
@@ -152,4 +159,3 @@ class RegionsToBratsLabeld(MapTransform):
         for key in self.key_iterator(d):
             d[key] = regions_to_labels(d[key], self.convention)
         return d
-

@@ -17,8 +17,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synthetic", help="write the synthetic BraTS-like phantom (2018-2021 layout) and its datalist")
     s.add_argument("--output", required=True, help="folder to write (new, empty, or an earlier phantom)")
     s.add_argument("--num-cases", type=int, default=24, help="number of cases (default 24)")
-    s.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("X", "Y", "Z"),
-                   help="volume shape, at most 240 240 155 (default 64 64 64)")
+    s.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=[64, 64, 64],
+        metavar=("X", "Y", "Z"),
+        help="volume shape, at most 240 240 155 (default 64 64 64)",
+    )
     s.add_argument("--seed", type=int, default=0, help="master seed: same seed, same data (default 0)")
     s.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
     s.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
@@ -36,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         if args.command == "synthetic":
-            out = write_phantom(args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction,
-                                args.test_fraction)
+            out = write_phantom(
+                args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction, args.test_fraction
+            )
         else:
-            out = write_datalist(build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed),
-                                 args.output)
+            out = write_datalist(
+                build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output
+            )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -73,7 +73,8 @@ def modality_index(name: str) -> int:
     key = str(name).strip().lower()
     if key not in MODALITY_ALIASES:
         raise InputError(
-            f"unknown modality '{name}': use one of t1, t1ce, t2, flair (BraTS 2023 names t1n, t1c, t2w, t2f also work)."
+            f"unknown modality '{name}': use one of t1, t1ce, t2, flair "
+            f"(BraTS 2023 names t1n, t1c, t2w, t2f also work)."
         )
     return TEACHER_CHANNELS.index(MODALITY_ALIASES[key])
 
@@ -88,7 +89,10 @@ class BratsCase:
     files: dict[str, Path] = field(default_factory=dict)
 
     def missing(self) -> list[str]:
-        return [r for r in (*TEACHER_CHANNELS, "seg") if r not in self.files]
+        """Expected file names of the roles that were not found."""
+        sep, suffixes, _ = LABEL_CONVENTIONS[self.convention]
+        suffix_of = {role: suffix for suffix, role in suffixes.items()}
+        return [f"{self.name}{sep}{suffix_of[r]}.nii.gz" for r in (*TEACHER_CHANNELS, "seg") if r not in self.files]
 
 
 def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
@@ -130,7 +134,9 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
         )
     incomplete = [c for c in cases.values() if c.missing()]
     if incomplete:
-        detail = "; ".join(f"'{c.folder}' lacks {', '.join(c.missing())}" for c in sorted(incomplete, key=lambda c: c.name))
+        detail = "; ".join(
+            f"'{c.folder}' lacks {', '.join(c.missing())}" for c in sorted(incomplete, key=lambda c: c.name)
+        )
         raise InputError(
             f"{len(incomplete)} case(s) incomplete: {detail}. Every case needs all four modalities and its "
             f"segmentation: add the files or move the case out of the data folder."
@@ -174,7 +180,8 @@ def build_datalist(
     test_fraction = _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1.0:
         raise InputError(
-            f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no training case: keep the sum below 1."
+            f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no training case: "
+            f"keep the sum below 1."
         )
     root = Path(data_dir)
     cases = find_cases(root)
@@ -291,7 +298,9 @@ def load_datalist(
     try:
         content = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"datalist '{path}' is not valid JSON ({e}): rewrite it with 'kd_components.data datalist'.") from None
+        raise InputError(
+            f"datalist '{path}' is not valid JSON ({e}): rewrite it with 'kd_components.data datalist'."
+        ) from None
     items = content.get(data_list_key) if isinstance(content, dict) else None
     if not isinstance(items, list) or not items:
         raise InputError(
@@ -315,5 +324,7 @@ def _join(item: dict, base: Path) -> dict:
     for key in ("image", "label"):
         if key in out:
             v = out[key]
-            out[key] = [str(base / p) for p in v] if isinstance(v, Sequence) and not isinstance(v, str) else str(base / v)
+            out[key] = (
+                [str(base / p) for p in v] if isinstance(v, Sequence) and not isinstance(v, str) else str(base / v)
+            )
     return out

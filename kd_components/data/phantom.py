@@ -242,7 +242,9 @@ def make_phantom_case(seed: int, index: int, shape: tuple[int, int, int] = (64, 
         vol = _gaussian_blur(vol, 0.6 / voxel_mm)  # partial volume at ~1 mm resolution
         bias = np.exp(0.12 * grid.smooth(rng, 80.0))
         sigma = rng.uniform(0.02, 0.05)
-        noisy = np.sqrt((vol * bias + sigma * rng.standard_normal(shape)) ** 2 + (sigma * rng.standard_normal(shape)) ** 2)
+        noisy = np.sqrt(
+            (vol * bias + sigma * rng.standard_normal(shape)) ** 2 + (sigma * rng.standard_normal(shape)) ** 2
+        )
         noisy[tissue == BG] = 0.0
         scale = rng.uniform(300.0, 3000.0)
         images[name] = np.clip(np.round(noisy * scale), 0, np.iinfo(np.int16).max).astype(np.int16)

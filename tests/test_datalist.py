@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from kd_components.data import build_datalist, find_cases, load_datalist, modality_index, write_datalist
+from kd_components.data.__main__ import main as data_cli
+from kd_components.errors import InputError
+
+NAMES_2023 = {"t1ce": "t1c", "t1": "t1n", "t2": "t2w", "flair": "t2f", "seg": "seg"}
+
+
+def _as_2023(src: Path, dst: Path) -> Path:
+    """Copy a phantom into the BraTS 2023 layout (CASE-t1c.nii.gz ...), labels 4 -> 3."""
+    for case in sorted(src.glob("Phantom_*")):
+        name = case.name.replace("Phantom_", "BraTS-PHA-") + "-000"
+        (dst / name).mkdir(parents=True)
+        for old, new in NAMES_2023.items():
+            f = case / f"{case.name}_{old}.nii.gz"
+            if old == "seg":
+                img = nib.load(f)
+                lab = np.asarray(img.dataobj).copy()
+                lab[lab == 4] = 3
+                nib.save(nib.Nifti1Image(lab, img.affine), dst / name / f"{name}-{new}.nii.gz")
+            else:
+                shutil.copy(f, dst / name / f"{name}-{new}.nii.gz")
+    return dst
+
+
+def test_2021_layout(tiny_phantom):
+    dl = build_datalist(tiny_phantom, val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert dl["label_convention"] == "brats2021"
+    assert dl["channel_order"] == ["T1c", "T1", "T2", "FLAIR"]
+    assert [len(dl[k]) for k in ("training", "validation", "test")] == [3, 1, 1]
+    entry = dl["training"][0]
+    case = entry["case"]
+    assert entry["image"] == [f"{case}/{case}_{m}.nii.gz" for m in ("t1ce", "t1", "t2", "flair")]
+    assert entry["label"] == f"{case}/{case}_seg.nii.gz" and entry["label_convention"] == "brats2021"
+    all_cases = sorted(e["case"] for k in ("training", "validation", "test") for e in dl[k])
+    assert all_cases == [f"Phantom_{i:05d}" for i in range(5)]
+
+
+def test_2023_layout(tiny_phantom, tmp_path):
+    root = _as_2023(tiny_phantom, tmp_path / "b23")
+    dl = build_datalist(root, seed=0)
+    assert dl["label_convention"] == "brats2023"
+    entry = dl["training"][0]
+    case = entry["case"]
+    assert entry["image"] == [f"{case}/{case}-{m}.nii.gz" for m in ("t1c", "t1n", "t2w", "t2f")]
+    assert entry["label"] == f"{case}/{case}-seg.nii.gz"
+
+
+def test_split_deterministic_and_disjoint(tiny_phantom):
+    a, b = build_datalist(tiny_phantom, seed=4), build_datalist(tiny_phantom, seed=4)
+    assert a == b
+    sets = [{e["case"] for e in a[k]} for k in ("training", "validation", "test")]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+
+
+def test_load_datalist_joins_paths(tiny_phantom):
+    items = load_datalist(tiny_phantom / "datalist.json", "training", tiny_phantom)
+    assert len(items) == 3
+    assert all(Path(p).is_file() for it in items for p in it["image"] + [it["label"]])
+
+
+def test_cli_datalist(tiny_phantom, tmp_path, capsys):
+    out = tmp_path / "dl.json"
+    assert data_cli(["datalist", "--data-dir", str(tiny_phantom), "--output", str(out), "--test-fraction", "0"]) == 0
+    content = json.loads(out.read_text())
+    assert content["test"] == [] and len(content["training"]) == 4
+    assert "training 4" in capsys.readouterr().out
+
+
+def test_real_brats2023_case(real_case_dir, tmp_path):
+    dl = build_datalist(real_case_dir, val_fraction=0, test_fraction=0)
+    assert dl["label_convention"] == "brats2023" and len(dl["training"]) == 1
+    assert dl["training"][0]["image"][0].endswith("-t1c.nii.gz")
+    write_datalist(dl, tmp_path / "real.json")  # the data folder itself is read-only
+    items = load_datalist(tmp_path / "real.json", "training", real_case_dir)
+    assert nib.load(items[0]["image"][0]).shape == (240, 240, 155)
+
+
+@pytest.mark.parametrize(
+    "name, index", [("t1ce", 0), ("T1c", 0), ("t1", 0 + 1), ("t1n", 1), ("t2", 2), ("t2w", 2), ("FLAIR", 3), ("t2f", 3)]
+)
+def test_modality_index(name, index):
+    assert modality_index(name) == index
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def _copy(src: Path, dst: Path, n: int = 3) -> Path:
+    for case in sorted(src.glob("Phantom_*"))[:n]:
+        shutil.copytree(case, dst / case.name)
+    return dst
+
+
+def test_ill_missing_modality(tiny_phantom, tmp_path):
+    root = _copy(tiny_phantom, tmp_path / "d")
+    (root / "Phantom_00001" / "Phantom_00001_flair.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"Phantom_00001' lacks Phantom_00001_flair\.nii\.gz"):
+        find_cases(root)
+
+
+def test_ill_missing_segmentation(tiny_phantom, tmp_path):
+    root = _copy(tiny_phantom, tmp_path / "d")
+    (root / "Phantom_00002" / "Phantom_00002_seg.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"lacks Phantom_00002_seg\.nii\.gz.*add the files or move the case"):
+        build_datalist(root)
+
+
+def test_ill_shapes_differ(tiny_phantom, tmp_path):
+    root = _copy(tiny_phantom, tmp_path / "d")
+    f = root / "Phantom_00000" / "Phantom_00000_t2.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 30), np.int16), np.eye(4)), f)
+    with pytest.raises(InputError, match=r"differ in shape .*Phantom_00000_t2.nii.gz \(32, 32, 30\)"):
+        build_datalist(root)
+
+
+def test_ill_unreadable_file(tiny_phantom, tmp_path):
+    root = _copy(tiny_phantom, tmp_path / "d")
+    (root / "Phantom_00000" / "Phantom_00000_t1.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match=r"Phantom_00000_t1.nii.gz' cannot be read"):
+        build_datalist(root)
+
+
+def test_ill_no_cases(tmp_path):
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(InputError, match="no BraTS case found"):
+        find_cases(tmp_path)
+
+
+def test_ill_missing_data_dir(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        find_cases(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("val, test", [(1.2, 0.1), (-0.1, 0.2), (0.6, 0.5)])
+def test_ill_fractions(tiny_phantom, val, test):
+    with pytest.raises(InputError, match="fraction"):
+        build_datalist(tiny_phantom, val, test)
+
+
+def test_ill_empty_split(tiny_phantom, tmp_path):
+    dl = tmp_path / "dl.json"
+    dl.write_text(json.dumps({"training": [], "validation": []}))
+    with pytest.raises(InputError, match="has no 'training' cases"):
+        load_datalist(dl, "training", tiny_phantom)
+
+
+def test_ill_datalist_not_json(tiny_phantom, tmp_path):
+    dl = tmp_path / "dl.json"
+    dl.write_text("{training: oops")
+    with pytest.raises(InputError, match="is not valid JSON"):
+        load_datalist(dl, "training", tiny_phantom)
+
+
+def test_ill_datalist_missing_file(tiny_phantom, tmp_path):
+    with pytest.raises(InputError, match="datalist .* does not exist: write it with"):
+        load_datalist(tmp_path / "none.json", "training", tiny_phantom)
+
+
+def test_ill_datalist_entry_file_gone(tiny_phantom, tmp_path):
+    entry = {"image": ["a_t1ce.nii.gz", "a_t1.nii.gz", "a_t2.nii.gz", "a_flair.nii.gz"], "label": "a_seg.nii.gz"}
+    dl = tmp_path / "dl.json"
+    dl.write_text(json.dumps({"training": [entry]}))
+    with pytest.raises(InputError, match=r"image file '.*a_t1ce.nii.gz' does not exist"):
+        load_datalist(dl, "training", tiny_phantom)
+
+
+def test_ill_unknown_modality():
+    with pytest.raises(InputError, match="unknown modality 't3'"):
+        modality_index("t3")

@@ -1,0 +1,26 @@
+"""The code base stays ruff-clean (lint and format, 120 columns, settings in pyproject.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
+def test_ruff(args):
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    res = subprocess.run([ruff, *args], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_no_large_or_private_files_tracked():
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    big = [f for f in files if (REPO / f).is_file() and (REPO / f).stat().st_size > 1 << 20]
+    assert not big, f"files over 1 MB are tracked: {big}"
+    images = [f for f in files if f.endswith((".nii", ".nii.gz", ".pt", ".ts", ".pth"))]
+    assert not images, f"images or checkpoints are tracked: {images}"

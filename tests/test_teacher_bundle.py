@@ -1,0 +1,153 @@
+"""The teacher bundle end to end through ConfigWorkflow on a tiny phantom, and its model-zoo compatibility."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.networks.nets import SegResNet
+
+CONFIGS = REPO / "bundles" / "teacher" / "configs"
+TINY = {"roi_size": [32, 32, 32], "num_workers": 0, "device": "cpu", "learning_rate": 1e-3}
+
+
+def _workflow(config_files, run_id, tmp_path, data_dir, **override):
+    files = [str(CONFIGS / f) for f in config_files]
+    wf = ConfigWorkflow(
+        config_file=files,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type="train" if run_id == "training" else "infer",
+        run_id=run_id,
+        bundle_root=str(tmp_path / "bundle"),
+        dataset_dir=str(data_dir),
+        **TINY,
+        **override,
+    )
+    wf.initialize()
+    return wf
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_phantom, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    wf = _workflow(["train.json"], "training", tmp, tiny_phantom, epochs=2)
+    assert wf.check_properties() == []
+    wf.run()
+    state = wf.parser.get_parsed_content("train#trainer").state
+    wf.finalize()
+    return tmp, state
+
+
+def test_training_writes_best_and_final_checkpoints(trained):
+    tmp, state = trained
+    models = tmp / "bundle" / "models"
+    assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+    best = torch.load(models / "model.pt", weights_only=True)
+    final = torch.load(models / "model_final.pt", weights_only=True)
+    assert "convInit.conv.weight" in best, "best checkpoint is a plain state dict, as model-zoo model.pt"
+    assert {"model", "optimizer", "lr_scheduler"} <= set(final)
+    assert state.epoch == 2 and np.isfinite(float(state.output[0]["loss"]))
+    assert "train_epoch_loss" in state.metrics and "train_mean_dice" in state.metrics
+    assert any((tmp / "bundle" / "eval").glob("events.out.tfevents*")), "TensorBoard logs written"
+
+
+def test_validation_reports_each_region(trained, tiny_phantom, tmp_path):
+    tmp, _ = trained
+    wf = _workflow(["train.json", "evaluate.json"], "evaluating", tmp, tiny_phantom)
+    wf.run()
+    metrics = wf.parser.get_parsed_content("validate#evaluator").state.metrics
+    assert {"val_mean_dice", "val_dice_tc", "val_dice_wt", "val_dice_et"} <= set(metrics)
+    assert (tmp / "bundle" / "eval" / "val_dice_wt_raw.csv").is_file()
+
+
+def test_inference_writes_label_map_in_input_geometry(trained, tiny_phantom):
+    tmp, _ = trained
+    wf = _workflow(["inference.json"], "run", tmp, tiny_phantom, output_dir=str(tmp / "pred"))
+    wf.run()
+    case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
+    pred = nib.load(tmp / "pred" / f"{case['case']}_t1ce_seg.nii.gz")
+    ref = nib.load(tiny_phantom / case["image"][0])
+    assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
+    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
+
+
+def test_network_loads_model_zoo_state_dict():
+    """A state dict of model-zoo brats_mri_segmentation's network (written out here) loads as is, both ways."""
+    zoo = SegResNet(
+        blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=4, out_channels=3, dropout_prob=0.2
+    )
+    for name in ("train.json", "inference.json"):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / name))
+        ours = parser.get_parsed_content("network_def")
+        ours.load_state_dict(zoo.state_dict(), strict=True)
+        zoo.load_state_dict(ours.state_dict(), strict=True)
+        x = torch.randn(1, 4, 32, 32, 32)
+        ours.eval(), zoo.eval()
+        assert torch.allclose(ours(x), zoo(x))
+    meta = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]
+    assert meta["inputs"]["image"]["channel_def"] == {"0": "T1c", "1": "T1", "2": "T2", "3": "FLAIR"}
+    assert meta["outputs"]["pred"]["channel_def"] == {"0": "Tumor core", "1": "Whole tumor", "2": "Enhancing tumor"}
+
+
+def test_ill_dataset_dir_is_one_line_before_training(tmp_path):
+    """The documented command with a missing dataset_dir stops with one line and exit status 1."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        str(CONFIGS / "train.json"),
+        "--dataset_dir",
+        str(tmp_path / "nope"),
+        "--bundle_root",
+        str(tmp_path / "b"),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: dataset_dir '{tmp_path / 'nope'}' does not exist") and "Traceback" not in res.stderr
+    assert not (tmp_path / "b" / "models").exists(), "nothing written before the check"
+
+
+def test_trains_on_real_brats2023_case(real_case_dir, tmp_path):
+    """The real 2023 case (labels 1/2/3, 240x240x155) goes through the same training config."""
+    from kd_components.data import build_datalist, write_datalist
+
+    dl = build_datalist(real_case_dir, val_fraction=0, test_fraction=0)
+    dl["validation"] = dl["training"]
+    write_datalist(dl, tmp_path / "real.json")
+    wf = _workflow(
+        ["train.json"],
+        "training",
+        tmp_path,
+        real_case_dir,
+        epochs=1,
+        val_interval=2,
+        data_list_file_path=str(tmp_path / "real.json"),
+    )
+    wf.run()
+    state = wf.parser.get_parsed_content("train#trainer").state
+    assert state.iteration == 1 and np.isfinite(float(state.output[0]["loss"]))
+    assert (tmp_path / "bundle" / "models" / "model_final.pt").is_file()
+    # 2023 labels (ET = 3) become TC/WT/ET regions in the bundle's own preprocessing
+    item = wf.parser.get_parsed_content("train_datalist")[0]
+    regions = wf.parser.get_parsed_content("validate#preprocessing")(item)["label"]
+    seg = np.asarray(nib.load(item["label"]).dataobj)
+    assert regions.shape[0] == 3
+    assert [int(regions[c].sum()) for c in range(3)] == [
+        int(np.isin(seg, (1, 3)).sum()),
+        int((seg > 0).sum()),
+        int((seg == 3).sum()),
+    ]
+    assert (tmp_path / "bundle" / "models" / "model_final.pt").is_file()
