@@ -1,0 +1,418 @@
+"""Distillation losses in MONAI's loss style: each term its own object, combined by ``DistillationLoss``.
+
+``DistillationLoss`` computes
+
+    total = seg_weight * L_seg(student, label)
+          + kd_weight * T^2 * D_T(teacher logits, student logits)      (output term, ``SigmoidKLDivLoss`` ...)
+          + feature_weight * D_feat(student features, teacher features) (``FeatureDistillationLoss``)
+
+and keeps the value of each term of the last call in ``last_terms`` (``loss_seg``, ``loss_kd``, ``loss_feat``,
+``loss``) for logging. ``SupervisedTrainer`` calls ``loss_function(pred, label)`` only, so the teacher's outputs
+reach the loss through :meth:`DistillationLoss.set_teacher_outputs`, called each iteration by
+``kd_components.handlers.TeacherInferenceHandler``; the student's features are captured by a forward hook on a
+named module of the student (no change to MONAI's network classes).
+
+Balance. A KL term averaged over every voxel of a crop is dominated by confident background voxels; at
+``kd_weight * T^2 >= 2`` it swamps a Dice term and a student learns to predict empty TC and ET. The output
+terms therefore offer two ways to keep the terms comparable, both on by default:
+
+- ``region="tumour"``: average only over a neighbourhood of the tumour (the ground-truth or teacher whole
+  tumour, dilated by ``margin`` voxels), where the teacher's soft targets carry information;
+- ``balanced=True``: per channel, average the voxels the teacher calls positive and those it calls negative
+  separately and take the mean of the two, as Dice is insensitive to class imbalance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.loss import _Loss
+
+__all__ = [
+    "SigmoidKLDivLoss",
+    "SoftmaxKLDivLoss",
+    "FeatureDistillationLoss",
+    "DistillationLoss",
+    "FeatureHook",
+    "tumour_neighbourhood",
+]
+
+REGIONS = ("all", "tumour")
+
+
+def _check_temperature(temperature: float) -> float:
+    temperature = float(temperature)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    return temperature
+
+
+def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"{what}: student shape {tuple(student.shape)} differs from teacher shape {tuple(teacher.shape)}; "
+            f"both networks must see the same crop and have the same output channels."
+        )
+
+
+def tumour_neighbourhood(
+    target: torch.Tensor | None, teacher_logits: torch.Tensor, margin: int, wt_channel: int | None = 1
+) -> torch.Tensor:
+    """Mask (B1HWD, bool) of voxels within ``margin`` voxels of the tumour seen by the label or the teacher.
+
+    Args:
+        target: label regions (BNHWD, binary) or None.
+        teacher_logits: teacher logits (BNHWD).
+        margin: dilation radius in voxels (a cube of side ``2 * margin + 1``).
+        wt_channel: channel holding the whole tumour (1 for TC/WT/ET); ``None`` uses the union of all channels
+            (sigmoid) or the non-background channels 1.. (softmax callers pass this).
+    """
+    if wt_channel is None:  # softmax: class 0 is background
+        teacher_fg = teacher_logits.argmax(1, keepdim=True) > 0
+        if target is None:
+            label_fg = None
+        elif target.shape[1] > 1:  # one-hot
+            label_fg = target[:, 1:].sum(1, keepdim=True) > 0
+        else:  # label map
+            label_fg = target > 0
+    else:
+        teacher_fg = teacher_logits[:, wt_channel : wt_channel + 1] > 0
+        label_fg = target[:, wt_channel : wt_channel + 1] > 0.5 if target is not None else None
+    fg = teacher_fg if label_fg is None else teacher_fg | label_fg
+    if margin > 0:
+        fg = F.max_pool3d(fg.float(), kernel_size=2 * margin + 1, stride=1, padding=margin) > 0
+    return fg
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (BCHWD) over the voxels of ``mask`` (B1HWD), 0 where the mask is empty."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _balanced_mean(values: torch.Tensor, positive: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per channel, mean of the positive and of the negative voxels, averaged (then over channels)."""
+    m = torch.ones_like(values) if mask is None else mask.to(values.dtype).expand_as(values)
+    pos, neg = positive.to(values.dtype) * m, (1 - positive.to(values.dtype)) * m
+    dims = [0, *range(2, values.ndim)]
+    pos_mean = (values * pos).sum(dims) / pos.sum(dims).clamp_min(1.0)
+    neg_mean = (values * neg).sum(dims) / neg.sum(dims).clamp_min(1.0)
+    has_pos, has_neg = pos.sum(dims) > 0, neg.sum(dims) > 0
+    per_channel = torch.where(has_pos & has_neg, 0.5 * (pos_mean + neg_mean), torch.where(has_pos, pos_mean, neg_mean))
+    return per_channel.mean()
+
+
+class _OutputKD(_Loss):
+    def __init__(self, temperature: float, region: str, margin: int, balanced: bool):
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {REGIONS}, got '{region}'.")
+        if int(margin) < 0:
+            raise ValueError(f"margin must be >= 0 voxels, got {margin}.")
+        self.region, self.margin, self.balanced = region, int(margin), bool(balanced)
+
+
+class SigmoidKLDivLoss(_OutputKD):
+    """Per-channel binary KL divergence at temperature T, times T^2, for sigmoid (multi-label) outputs.
+
+    For each voxel and channel, with p = sigmoid(teacher / T) and q = sigmoid(student / T):
+    ``KL = p log(p / q) + (1 - p) log((1 - p) / (1 - q))``. The result is the mean over voxels and channels
+    (restricted and balanced as configured), multiplied by T^2 so that gradients keep their size across
+    temperatures (Hinton et al. 2015). BraTS regions TC/WT/ET overlap, so channels are independent binary
+    problems rather than one softmax.
+
+    Args:
+        temperature: T > 0.
+        region: ``all`` voxels of the crop, or the ``tumour`` neighbourhood (see module docstring).
+        margin: dilation of the tumour neighbourhood, in voxels.
+        balanced: average teacher-positive and teacher-negative voxels separately per channel.
+        wt_channel: channel of the whole tumour, used for the neighbourhood.
+
+    Raises:
+        ValueError: T <= 0, unknown region, negative margin; at call, student and teacher shapes differ.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 2.0,
+        region: str = "tumour",
+        margin: int = 4,
+        balanced: bool = True,
+        wt_channel: int = 1,
+    ):
+        super().__init__(temperature, region, margin, balanced)
+        self.wt_channel = wt_channel
+
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """
+        Args:
+            student_logits: BNHWD.
+            teacher_logits: BNHWD, same shape.
+            target: label regions BNHWD, used only for the tumour neighbourhood.
+        """
+        _check_same_shape(student_logits, teacher_logits, "SigmoidKLDivLoss")
+        t = self.temperature
+        s, te = student_logits.float() / t, teacher_logits.detach().float() / t
+        p = torch.sigmoid(te)
+        # log q = logsigmoid(s), log(1 - q) = logsigmoid(-s); same for p
+        kl = p * (F.logsigmoid(te) - F.logsigmoid(s)) + (1 - p) * (F.logsigmoid(-te) - F.logsigmoid(-s))
+        mask = (
+            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, self.wt_channel)
+            if self.region == "tumour"
+            else None
+        )
+        value = _balanced_mean(kl, p > 0.5, mask) if self.balanced else _masked_mean(kl, mask)
+        return value * t * t
+
+
+class SoftmaxKLDivLoss(_OutputKD):
+    """KL(softmax(teacher / T) || softmax(student / T)) over the channel axis, times T^2 (multi-class outputs).
+
+    Summed over classes and averaged over voxels (restricted to the tumour neighbourhood, where class 0 is
+    background, and balanced between teacher-foreground and background voxels as configured).
+
+    Args:
+        temperature: T > 0.
+        region: ``all`` or ``tumour``.
+        margin: dilation of the tumour neighbourhood, in voxels.
+        balanced: average teacher-foreground and teacher-background voxels separately.
+
+    Raises:
+        ValueError: T <= 0, unknown region, negative margin; at call, student and teacher shapes differ.
+    """
+
+    def __init__(self, temperature: float = 2.0, region: str = "tumour", margin: int = 4, balanced: bool = True):
+        super().__init__(temperature, region, margin, balanced)
+
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        _check_same_shape(student_logits, teacher_logits, "SoftmaxKLDivLoss")
+        t = self.temperature
+        log_q = F.log_softmax(student_logits.float() / t, dim=1)
+        log_p = F.log_softmax(teacher_logits.detach().float() / t, dim=1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(1, keepdim=True)
+        mask = (
+            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, None)
+            if self.region == "tumour"
+            else None
+        )
+        if self.balanced:
+            value = _balanced_mean(kl, teacher_logits.detach().argmax(1, keepdim=True) > 0, mask)
+        else:
+            value = _masked_mean(kl, mask)
+        return value * t * t
+
+
+class FeatureDistillationLoss(nn.Module):
+    """Distance between student and teacher feature maps, with an optional learnable 1x1x1 adapter.
+
+    Args:
+        distance: ``l2`` (mean squared error), ``l1`` (mean absolute error) or ``cosine`` (1 - cosine similarity
+            of the channel vectors, averaged over voxels; scale-free).
+        student_channels: channels of the student's feature map (needed for the adapter).
+        teacher_channels: channels of the teacher's feature map.
+        adapter: ``None`` (default) adds a 1x1x1 convolution student -> teacher channels when the two counts
+            differ; ``True`` always adds it, ``False`` never. The adapter trains with the student and is not part
+            of the student network (its checkpoint stays deployable as is).
+        normalize: L2-normalise the channel vectors of both maps before ``l2`` / ``l1`` distances.
+
+    Raises:
+        ValueError: unknown distance, or an adapter asked for without channel counts; at call, feature shapes
+            that differ (both printed).
+    """
+
+    DISTANCES = ("l2", "l1", "cosine")
+
+    def __init__(
+        self,
+        distance: str = "cosine",
+        student_channels: int | None = None,
+        teacher_channels: int | None = None,
+        adapter: bool | None = None,
+        normalize: bool = False,
+    ):
+        super().__init__()
+        if distance not in self.DISTANCES:
+            raise ValueError(f"feature distance must be one of {self.DISTANCES}, got '{distance}'.")
+        self.distance, self.normalize = distance, bool(normalize)
+        self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        differ = student_channels is not None and teacher_channels is not None and student_channels != teacher_channels
+        use_adapter = differ if adapter is None else bool(adapter)
+        if use_adapter and (student_channels is None or teacher_channels is None):
+            raise ValueError("a feature adapter needs student_channels and teacher_channels.")
+        self.adapter = nn.Conv3d(student_channels, teacher_channels, kernel_size=1) if use_adapter else None
+
+    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            student_features: BCHWD (C = student_channels).
+            teacher_features: BC'HWD (C' = teacher_channels), detached.
+        """
+        s = self.adapter(student_features) if self.adapter is not None else student_features
+        t = teacher_features.detach().to(s.dtype)
+        if s.shape != t.shape:
+            hint = (
+                " (set student_channels and teacher_channels so an adapter bridges them)"
+                if s.shape[1] != t.shape[1] and self.adapter is None
+                else ""
+            )
+            raise ValueError(
+                f"FeatureDistillationLoss: student features {tuple(student_features.shape)}"
+                f"{' -> adapter ' + str(tuple(s.shape)) if self.adapter is not None else ''} do not match teacher "
+                f"features {tuple(t.shape)}{hint}."
+            )
+        s, t = s.float(), t.float()
+        if self.distance == "cosine":
+            return (1 - F.cosine_similarity(s, t, dim=1, eps=1e-6)).mean()
+        if self.normalize:
+            s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
+        return F.mse_loss(s, t) if self.distance == "l2" else F.l1_loss(s, t)
+
+
+class FeatureHook:
+    """Keeps the output of the module named ``layer`` of ``network`` at each forward pass.
+
+    Works on a network wrapped in ``DistributedDataParallel`` (names are looked up under ``.module`` too).
+
+    Raises:
+        ValueError: no module of that name, listing the top-level names to choose from.
+    """
+
+    def __init__(self, network: nn.Module, layer: str):
+        modules = dict(network.named_modules())
+        if layer not in modules and f"module.{layer}" in modules:
+            layer = f"module.{layer}"
+        if layer not in modules:
+            top = [n for n, _ in network.named_children()]
+            raise ValueError(
+                f"feature layer '{layer}' is not a module of {type(network).__name__}; its top-level modules are "
+                f"{top} (nested names use dots, e.g. 'down_layers.3')."
+            )
+        self.layer = layer
+        self.output: torch.Tensor | None = None
+        self._handle = modules[layer].register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args, output) -> None:
+        self.output = output[0] if isinstance(output, (tuple, list)) else output
+
+    def pop(self) -> torch.Tensor | None:
+        out, self.output = self.output, None
+        return out
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+class DistillationLoss(nn.Module):
+    """Supervised loss + output distillation + feature distillation, each with its own weight.
+
+    Called by the trainer as ``loss(pred, label)``; the teacher's logits and features of the same batch are
+    handed over before by :meth:`set_teacher_outputs` (``TeacherInferenceHandler`` does this each iteration).
+
+    Args:
+        seg_loss: supervised loss ``seg_loss(pred, label)``, e.g. ``DiceLoss(sigmoid=True)``.
+        kd_loss: output term ``kd_loss(student_logits, teacher_logits, label)`` (``SigmoidKLDivLoss``, with T^2
+            inside); ``None`` for none.
+        feature_loss: feature term (``FeatureDistillationLoss``); ``None`` for none.
+        seg_weight: weight of the supervised term (>= 0).
+        kd_weight: weight of the output term (>= 0).
+        feature_weight: weight of the feature term (>= 0).
+        student: the student network, for the feature hook (needed when ``feature_weight > 0``).
+        student_layer: name of the student module whose output is the feature map.
+
+    Raises:
+        ValueError: a negative weight, a positive weight without its term, a feature term without student.
+    """
+
+    def __init__(
+        self,
+        seg_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        kd_loss: nn.Module | None = None,
+        feature_loss: nn.Module | None = None,
+        seg_weight: float = 1.0,
+        kd_weight: float = 0.0,
+        feature_weight: float = 0.0,
+        student: nn.Module | None = None,
+        student_layer: str | None = None,
+    ):
+        super().__init__()
+        weights = {"seg_weight": seg_weight, "kd_weight": kd_weight, "feature_weight": feature_weight}
+        for name, w in weights.items():
+            if not float(w) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {w}.")
+        self.seg_weight, self.kd_weight, self.feature_weight = (float(w) for w in weights.values())
+        if self.kd_weight > 0 and kd_loss is None:
+            raise ValueError("kd_weight > 0 needs a kd_loss.")
+        if self.feature_weight > 0 and feature_loss is None:
+            raise ValueError("feature_weight > 0 needs a feature_loss.")
+        self.seg_loss, self.kd_loss, self.feature_loss = seg_loss, kd_loss, feature_loss
+        self.student_hook: FeatureHook | None = None
+        if self.feature_weight > 0:
+            if student is None or not student_layer:
+                raise ValueError("feature_weight > 0 needs the student network and student_layer.")
+            self.student_hook = FeatureHook(student, student_layer)
+        self._teacher_logits: torch.Tensor | None = None
+        self._teacher_features: torch.Tensor | None = None
+        self.last_terms: dict[str, float] = {}
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether a teacher forward is needed each iteration."""
+        return self.kd_weight > 0 or self.feature_weight > 0
+
+    @property
+    def needs_teacher_features(self) -> bool:
+        return self.feature_weight > 0
+
+    def set_teacher_outputs(self, logits: torch.Tensor | None, features: torch.Tensor | None = None) -> None:
+        """Hand over the teacher's logits (BNHWD) and features of the batch about to be trained on."""
+        self._teacher_logits, self._teacher_features = logits, features
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            pred: student logits, BNHWD.
+            target: label regions, BNHWD.
+
+        Raises:
+            RuntimeError: a teacher term is weighted but no teacher output was handed over for this batch.
+        """
+        seg = self.seg_loss(pred, target)
+        total = self.seg_weight * seg
+        zero = seg.new_zeros(())
+        kd, feat = zero, zero
+        if self.needs_teacher and self._teacher_logits is None and self._teacher_features is None:
+            raise RuntimeError(
+                "DistillationLoss has kd_weight or feature_weight > 0 but got no teacher outputs for this batch: "
+                "put kd_components.handlers.TeacherInferenceHandler first in the trainer's handlers."
+            )
+        if self.kd_weight > 0:
+            kd = self.kd_loss(pred, self._teacher_logits, target)
+            total = total + self.kd_weight * kd
+        if self.feature_weight > 0:
+            student_features = self.student_hook.pop()
+            if student_features is None or self._teacher_features is None:
+                raise RuntimeError("feature_weight > 0 but student or teacher features were not captured.")
+            feat = self.feature_loss(student_features, self._teacher_features)
+            total = total + self.feature_weight * feat
+        self._teacher_logits = self._teacher_features = None  # never reuse a stale teacher output
+        self.last_terms = {
+            "loss_seg": float(seg.detach()),
+            "loss_kd": float(kd.detach()),
+            "loss_feat": float(feat.detach()),
+            "loss": float(total.detach()),
+        }
+        return total
+
+    def terms(self, *_) -> dict[str, float]:
+        """The terms of the last call; usable as a handler's ``output_transform``."""
+        return dict(self.last_terms)

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.losses import DiceLoss
+
+from kd_components.losses import (
+    DistillationLoss,
+    FeatureDistillationLoss,
+    FeatureHook,
+    SigmoidKLDivLoss,
+    SoftmaxKLDivLoss,
+    tumour_neighbourhood,
+)
+
+
+def _vox(values, channels=1):
+    """Logits of shape (1, C, N, 1, 1) from a list per channel."""
+    return torch.tensor(values, dtype=torch.float32).reshape(1, channels, -1, 1, 1)
+
+
+# hand-computed: p = sigmoid(t / T), q = sigmoid(s / T), KL = p ln(p/q) + (1-p) ln((1-p)/(1-q)), times T^2
+# teacher 2, student 0, T 1: p = 0.880797, q = 0.5 -> 0.880797 ln 1.761594 + 0.119203 ln 0.238406 = 0.327813
+# teacher 2, student 0, T 2: p = sigmoid(1) = 0.731059 -> KL 0.110944, x 4 = 0.443776
+# teacher -1, student 1, T 2: p = sigmoid(-0.5), q = sigmoid(0.5) -> KL 0.122459, x 4 = 0.489837
+SIGMOID_CASES = [(2.0, 0.0, 1.0, 0.327813), (2.0, 0.0, 2.0, 0.443776), (-1.0, 1.0, 2.0, 0.489837)]
+
+
+@pytest.mark.parametrize("t, s, temperature, expected", SIGMOID_CASES)
+def test_sigmoid_kl_hand_computed(t, s, temperature, expected):
+    loss = SigmoidKLDivLoss(temperature, region="all", balanced=False)
+    assert loss(_vox([s]), _vox([t])).item() == pytest.approx(expected, abs=1e-5)
+
+
+# softmax over classes, T 1: teacher [2, 0] vs student [0, 0] is the binary case above (0.327813);
+# teacher [1, 0, 0] vs uniform: p = (e, 1, 1) / (e + 2) -> sum p ln(3p) = 0.123284
+@pytest.mark.parametrize("t, expected", [([2.0, 0.0], 0.327813), ([1.0, 0.0, 0.0], 0.123284)])
+def test_softmax_kl_hand_computed(t, expected):
+    n = len(t)
+    loss = SoftmaxKLDivLoss(1.0, region="all", balanced=False)
+    teacher = torch.tensor(t).reshape(1, n, 1, 1, 1)
+    assert loss(torch.zeros(1, n, 1, 1, 1), teacher).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_t_squared_scaling():
+    """The result is T^2 times the mean KL of the softened outputs."""
+    s, t = torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4)
+    for temperature in (1.0, 2.0, 4.0):
+        p, q = torch.sigmoid(t / temperature), torch.sigmoid(s / temperature)
+        kl = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean()
+        got = SigmoidKLDivLoss(temperature, region="all", balanced=False)(s, t)
+        assert got.item() == pytest.approx(temperature**2 * kl.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("region, balanced", [("all", False), ("all", True), ("tumour", True), ("tumour", False)])
+@pytest.mark.parametrize("cls", [SigmoidKLDivLoss, SoftmaxKLDivLoss])
+def test_zero_when_student_equals_teacher(cls, region, balanced):
+    x = torch.randn(2, 3, 8, 8, 8) * 3
+    target = (torch.rand(2, 3, 8, 8, 8) > 0.5).float()
+    assert cls(2.0, region=region, balanced=balanced)(x.clone(), x, target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gradients_reach_student_not_teacher():
+    s = torch.randn(1, 3, 6, 6, 6, requires_grad=True)
+    t = torch.randn(1, 3, 6, 6, 6, requires_grad=True)
+    SigmoidKLDivLoss(2.0)(s, t, (torch.rand(1, 3, 6, 6, 6) > 0.7).float()).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_tumour_region_ignores_far_voxels():
+    target = torch.zeros(1, 3, 16, 1, 1)
+    target[:, :, 2] = 1  # tumour at voxel 2
+    t = torch.full((1, 3, 16, 1, 1), -5.0)
+    s = torch.zeros(1, 3, 16, 1, 1)
+    loss = SigmoidKLDivLoss(2.0, region="tumour", margin=1, balanced=False)
+    before = loss(s, t, target)
+    s2 = s.clone()
+    s2[:, :, 10:] = 7.0  # far from the tumour (beyond the 1-voxel margin)
+    assert loss(s2, t, target).item() == pytest.approx(before.item())
+    mask = tumour_neighbourhood(target, t, margin=1)
+    assert mask[0, 0, :, 0, 0].nonzero().flatten().tolist() == [1, 2, 3]
+
+
+def test_balanced_weighs_positives_like_negatives():
+    # 1 channel, 4 voxels: teacher positive on one voxel; per-voxel KL k0..k3 -> (k0 + mean(k1..k3)) / 2
+    t, s = _vox([3.0, -3.0, -3.0, -3.0]), _vox([0.0, 0.0, -3.0, -3.0])
+    per_voxel = [
+        SigmoidKLDivLoss(1.0, region="all", balanced=False)(s[:, :, i : i + 1], t[:, :, i : i + 1]).item()
+        for i in range(4)
+    ]
+    got = SigmoidKLDivLoss(1.0, region="all", balanced=True)(s, t).item()
+    assert got == pytest.approx(0.5 * (per_voxel[0] + sum(per_voxel[1:]) / 3), rel=1e-5)
+
+
+@pytest.mark.parametrize("distance, expected", [("l2", 2.5), ("l1", 1.5), ("cosine", 1.0)])
+def test_feature_distances_hand_computed(distance, expected):
+    # student (1, 2) and teacher (0, 0) on one voxel: squared errors 1 and 4 -> 2.5; abs 1 and 2 -> 1.5;
+    # cosine similarity with a zero vector is 0 -> 1 - 0 = 1
+    s = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1, 1)
+    t = torch.zeros(1, 2, 1, 1, 1)
+    assert FeatureDistillationLoss(distance)(s, t).item() == pytest.approx(expected)
+
+
+def test_feature_cosine_zero_for_equal_direction():
+    f = torch.randn(2, 8, 3, 3, 3)
+    assert FeatureDistillationLoss("cosine")(f * 3.0, f).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_adapter_bridges_widths_and_trains():
+    loss = FeatureDistillationLoss("l2", student_channels=8, teacher_channels=16)
+    assert isinstance(loss.adapter, torch.nn.Conv3d) and loss.adapter.weight.shape[:2] == (16, 8)
+    s = torch.randn(1, 8, 2, 2, 2, requires_grad=True)
+    loss(s, torch.randn(1, 16, 2, 2, 2)).backward()
+    assert loss.adapter.weight.grad is not None and s.grad is not None
+    assert FeatureDistillationLoss("l2", student_channels=16, teacher_channels=16).adapter is None
+
+
+def test_distillation_loss_total_and_terms():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 1), torch.nn.Conv3d(4, 3, 1))
+    seg = DiceLoss(sigmoid=True)
+    kd = SigmoidKLDivLoss(2.0, region="all", balanced=False)
+    feat = FeatureDistillationLoss("l2")
+    loss = DistillationLoss(
+        seg, kd, feat, seg_weight=1.0, kd_weight=0.5, feature_weight=0.1, student=net, student_layer="0"
+    )
+    x, label = torch.randn(1, 1, 4, 4, 4), (torch.rand(1, 3, 4, 4, 4) > 0.5).float()
+    t_logits, t_feat = torch.randn(1, 3, 4, 4, 4), torch.randn(1, 4, 4, 4, 4)
+    loss.set_teacher_outputs(t_logits, t_feat)
+    pred = net(x)
+    total = loss(pred, label)
+    expected = seg(pred, label) + 0.5 * kd(pred, t_logits) + 0.1 * feat(net[0](x), t_feat)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(loss.terms()) == {"loss_seg", "loss_kd", "loss_feat", "loss"}
+    assert loss.terms()["loss"] == pytest.approx(total.item(), rel=1e-6)
+    total.backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with pytest.raises(RuntimeError, match="got no teacher outputs"):  # outputs are used once, never reused
+        loss(net(x), label)
+
+
+def test_distillation_loss_without_teacher_terms_is_the_seg_loss():
+    seg = DiceLoss(sigmoid=True)
+    loss = DistillationLoss(seg)
+    pred, label = torch.randn(1, 3, 4, 4, 4), (torch.rand(1, 3, 4, 4, 4) > 0.5).float()
+    assert not loss.needs_teacher
+    assert loss(pred, label).item() == pytest.approx(seg(pred, label).item())
+    assert loss.terms()["loss_kd"] == 0.0 and loss.terms()["loss_feat"] == 0.0
+
+
+def test_feature_hook_names_and_ddp_prefix():
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1))
+    wrapped = torch.nn.Module()
+    wrapped.module = net  # what DistributedDataParallel looks like from outside
+    hook = FeatureHook(wrapped, "0")
+    wrapped.module(torch.randn(1, 1, 2, 2, 2))
+    assert hook.pop().shape == (1, 2, 2, 2, 2) and hook.pop() is None
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_ill_temperature(temperature):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SigmoidKLDivLoss(temperature)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SoftmaxKLDivLoss(temperature)
+
+
+@pytest.mark.parametrize("weights", [{"seg_weight": -1.0}, {"kd_weight": -0.1}, {"feature_weight": -2}])
+def test_ill_negative_weights(weights):
+    with pytest.raises(ValueError, match="must be >= 0"):
+        DistillationLoss(DiceLoss(sigmoid=True), SigmoidKLDivLoss(), FeatureDistillationLoss(), **weights)
+
+
+def test_ill_arguments():
+    with pytest.raises(ValueError, match="region must be one of"):
+        SigmoidKLDivLoss(region="brain")
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        SigmoidKLDivLoss(margin=-1)
+    with pytest.raises(ValueError, match="feature distance must be one of"):
+        FeatureDistillationLoss("kl")
+    with pytest.raises(ValueError, match="kd_weight > 0 needs a kd_loss"):
+        DistillationLoss(DiceLoss(), kd_weight=1.0)
+    with pytest.raises(ValueError, match="needs the student network"):
+        DistillationLoss(DiceLoss(), feature_loss=FeatureDistillationLoss(), feature_weight=1.0)
+    with pytest.raises(ValueError, match=r"feature layer 'nope' is not a module of Sequential"):
+        FeatureHook(torch.nn.Sequential(torch.nn.Conv3d(1, 1, 1)), "nope")
+
+
+def test_ill_shapes_print_both():
+    with pytest.raises(
+        ValueError, match=r"student shape \(1, 3, 4, 4, 4\) differs from teacher shape \(1, 2, 4, 4, 4\)"
+    ):
+        SigmoidKLDivLoss()(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 2, 4, 4, 4))
+    with pytest.raises(
+        ValueError,
+        match=r"student features \(1, 8, 2, 2, 2\) do not match teacher features "
+        r"\(1, 16, 2, 2, 2\)",
+    ):
+        FeatureDistillationLoss("l2")(torch.zeros(1, 8, 2, 2, 2), torch.zeros(1, 16, 2, 2, 2))
