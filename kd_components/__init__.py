@@ -6,8 +6,8 @@ handlers the bundles reference), ``errors`` (the one-line ``InputError``).
 
 from __future__ import annotations
 
-from kd_components import data
+from kd_components import checks, data
 from kd_components.errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "data", "__version__"]
+__all__ = ["InputError", "checks", "data", "__version__"]

@@ -27,14 +27,15 @@ def _inside(path: Path, folder: Path) -> bool:
 class TeacherInferenceHandler:
     """Runs the frozen teacher on each training batch and hands its logits and features to the loss.
 
-    At ``attach`` (before training starts) it loads the teacher checkpoint (plain state dict, ``{"model": ...}``,
-    a MONAI ``CheckpointSaver`` file, or TorchScript), freezes the teacher (``requires_grad_(False)``), moves it
-    to the trainer's device, and checks it against the data and the student with a probe forward pass: the
-    teacher takes the four modalities, teacher and student give the same output channels, and their feature maps
-    fit the feature loss. Then, at every ``ITERATION_STARTED``, it puts the teacher in eval mode, moves the
-    batch's 4-channel image to the device (the student's ``prepare_batch`` then slices its channel from it) and
-    runs the teacher under ``torch.no_grad()`` (autocast on CUDA). It must come first in the trainer's handlers so
-    that the loss has the teacher's outputs when the trainer calls it. The teacher is never wrapped in DDP.
+    When built (as the bundle config is parsed, before anything else is built or written) it loads the teacher
+    checkpoint (plain state dict, ``{"model": ...}``, a MONAI ``CheckpointSaver`` file, or TorchScript). At
+    ``attach`` it freezes the teacher (``requires_grad_(False)``), moves it to the trainer's device and checks it
+    against the data and the student with a probe forward pass: the teacher takes the four modalities, teacher
+    and student give the same output channels, and their feature maps fit the feature loss. Then, at every
+    ``ITERATION_STARTED``, it puts the teacher in eval mode, moves the batch's 4-channel image to the device (the
+    student's ``prepare_batch`` then slices its channel from it) and runs the teacher under ``torch.no_grad()``
+    (autocast on CUDA). It must come first in the trainer's handlers so that the loss has the teacher's outputs
+    when the trainer calls it. The teacher is never wrapped in DDP.
 
     Args:
         teacher: the teacher network (its architecture; weights come from ``checkpoint``).
@@ -84,19 +85,27 @@ class TeacherInferenceHandler:
         self.hook: FeatureHook | None = None
         self.device = torch.device("cpu")
         self.logger = logging.getLogger(self.__class__.__name__)
+        if not self.checkpoint.is_file():
+            raise InputError(
+                f"teacher checkpoint '{self.checkpoint}' does not exist: pass --teacher_ckpt with the teacher's "
+                f"models/model.pt (train it with bundles/teacher, or use model-zoo brats_mri_segmentation's)."
+            )
+        self._check_paths()
+        # checked and loaded here, when the config is parsed, so that nothing else is built or written first
+        self.teacher = load_network(self.teacher, self.checkpoint, "teacher checkpoint")
+        if self.loss.needs_teacher_features and isinstance(self.teacher, torch.jit.ScriptModule):
+            raise InputError(
+                f"teacher checkpoint '{self.checkpoint}' is TorchScript, which gives logits only: set "
+                f"--feature_weight 0, or use the teacher's state dict (models/model.pt) for the feature term."
+            )
 
     # ------------------------------------------------------------------------------------------------ attach
     def attach(self, engine: Engine) -> None:
         self.device = torch.device(getattr(engine.state, "device", None) or "cpu")
-        self._check_paths()
-        self.teacher = load_network(self.teacher, self.checkpoint, "teacher checkpoint")
-        self.teacher.to(self.device).eval().requires_grad_(False)
+        self.teacher.to(self.device).eval()
+        for param in self.teacher.parameters():  # (TorchScript modules have no requires_grad_())
+            param.requires_grad_(False)
         if self.loss.needs_teacher_features:
-            if isinstance(self.teacher, torch.jit.ScriptModule):
-                raise InputError(
-                    f"teacher checkpoint '{self.checkpoint}' is TorchScript, which gives logits only: set "
-                    f"--feature_weight 0, or use the teacher's state dict (models/model.pt) for the feature term."
-                )
             try:
                 self.hook = FeatureHook(self.teacher, self.feature_layer or "")
             except ValueError as e:
@@ -109,7 +118,7 @@ class TeacherInferenceHandler:
         ckpt = self.checkpoint.resolve()
         for folder in self.protected_dirs:
             folder = folder.resolve()
-            if _inside(ckpt, folder) or _inside(folder, ckpt.parent):
+            if _inside(ckpt, folder) or folder == ckpt.parent:
                 raise InputError(
                     f"teacher checkpoint '{self.checkpoint}' lies in the student's output folder '{folder}': student "
                     f"training would write beside or over the teacher; copy the teacher elsewhere or change the "

@@ -1,0 +1,250 @@
+"""The student_kd bundle end to end through ConfigWorkflow: KD and baseline for every modality, architectures,
+inference from a DICOM series, and its refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from monai.bundle import ConfigWorkflow
+
+STUDENT = REPO / "bundles" / "student_kd" / "configs"
+TEACHER = REPO / "bundles" / "teacher" / "configs"
+TINY = {"roi_size": [32, 32, 32], "num_workers": 0, "device": "cpu", "learning_rate": 1e-3}
+
+
+def _run(files, run_id, tmp_path, data_dir, **override):
+    wf = ConfigWorkflow(
+        config_file=[str(f) for f in files],
+        meta_file=str(STUDENT / "metadata.json"),
+        logging_file=False,
+        workflow_type="train" if run_id == "training" else "infer",
+        run_id=run_id,
+        bundle_root=str(tmp_path / "student"),
+        dataset_dir=str(data_dir),
+        **{**TINY, **override},
+    )
+    wf.initialize()
+    wf.run()
+    return wf
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("modality", ["t1", "t1ce", "t2", "flair", "t2f"])
+def test_kd_and_baseline_every_modality(modality, tiny_phantom, teacher_ckpt, tmp_path):
+    teacher_files = {p: _digest(p) for p in teacher_ckpt.parent.iterdir()}
+    kd = _run(
+        [STUDENT / "train.json"],
+        "training",
+        tmp_path,
+        tiny_phantom,
+        epochs=1,
+        teacher_ckpt=str(teacher_ckpt),
+        student_modality=modality,
+    )
+    state = kd.parser.get_parsed_content("train#trainer").state
+    assert state.iteration == 3
+    assert state.metrics["train_loss_kd"] > 0 and state.metrics["train_loss_feat"] > 0
+    assert {"val_dice_tc", "val_dice_wt", "val_dice_et"} <= set(
+        kd.parser.get_parsed_content("validate#evaluator").state.metrics
+    )
+    model = torch.load(tmp_path / "student" / "models" / "model.pt", weights_only=True)
+    assert model["convInit.conv.weight"].shape[1] == 1, "the student takes one channel"
+    assert {p: _digest(p) for p in teacher_ckpt.parent.iterdir()} == teacher_files, "teacher folder untouched"
+
+    base = _run(
+        [STUDENT / "train.json", STUDENT / "baseline.json"],
+        "training",
+        tmp_path,
+        tiny_phantom,
+        epochs=1,
+        teacher_ckpt=str(tmp_path / "no_teacher_here.pt"),
+        student_modality=modality,
+    )
+    bstate = base.parser.get_parsed_content("train#trainer").state
+    assert bstate.metrics["train_loss_kd"] == 0 and bstate.metrics["train_loss_feat"] == 0
+    assert (tmp_path / "student" / "baseline" / "models" / "model.pt").is_file()
+    handlers = base.parser.get_parsed_content("train#handlers")
+    assert not any(type(h).__name__ == "TeacherInferenceHandler" for h in handlers), "no teacher in the baseline"
+
+
+def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_path):
+    wf = _run(
+        [STUDENT / "train.json"],
+        "training",
+        tmp_path,
+        tiny_phantom,
+        epochs=1,
+        teacher_ckpt=str(teacher_ckpt),
+        init_filters=8,
+        feature_channels=64,
+    )
+    loss = wf.parser.get_parsed_content("loss")
+    assert loss.feature_loss.adapter is not None and loss.feature_loss.adapter.in_channels == 64
+    model = torch.load(tmp_path / "student" / "models" / "model.pt", weights_only=True)
+    assert model["convInit.conv.weight"].shape[0] == 8 and not any("adapter" in k for k in model)
+
+
+def test_unet_student_from_segresnet_teacher(tiny_phantom, teacher_ckpt, tmp_path):
+    wf = _run(
+        [STUDENT / "train.json", TEACHER / "unet.json"],
+        "training",
+        tmp_path,
+        tiny_phantom,
+        epochs=1,
+        teacher_ckpt=str(teacher_ckpt),
+    )
+    assert type(wf.parser.get_parsed_content("network")).__name__ == "UNet"
+    assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_feat"] > 0
+
+
+def test_dynunet_teacher_distils_into_segresnet(tiny_phantom, tmp_path):
+    teacher = ConfigWorkflow(
+        config_file=[str(TEACHER / "train.json"), str(TEACHER / "dynunet.json")],
+        logging_file=False,
+        meta_file=str(TEACHER / "metadata.json"),
+        workflow_type="train",
+        run_id="training",
+        bundle_root=str(tmp_path / "dyn_teacher"),
+        dataset_dir=str(tiny_phantom),
+        epochs=1,
+        **TINY,
+    )
+    teacher.initialize()
+    teacher.run()
+    wf = _run(
+        [STUDENT / "train.json", STUDENT / "teacher_dynunet.json"],
+        "training",
+        tmp_path,
+        tiny_phantom,
+        epochs=1,
+        teacher_ckpt=str(tmp_path / "dyn_teacher" / "models" / "model.pt"),
+    )
+    handler = wf.parser.get_parsed_content("train#handlers")[0]
+    assert type(handler.teacher).__name__ == "DynUNet"
+    assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
+
+
+def _write_dicom_series(nifti, folder) -> None:
+    import itk
+
+    arr = np.asarray(nib.load(nifti).dataobj).astype(np.int16)
+    image = itk.image_from_array(np.ascontiguousarray(arr.transpose(2, 1, 0)))
+    image.SetSpacing([2.0, 2.0, 2.0])
+    folder.mkdir()
+    writer = itk.ImageSeriesWriter[itk.Image[itk.SS, 3], itk.Image[itk.SS, 2]].New()
+    writer.SetInput(image)
+    writer.SetImageIO(itk.GDCMImageIO.New())
+    writer.SetFileNames([str(folder / f"IM{i:04d}.dcm") for i in range(arr.shape[2])])
+    writer.Update()
+
+
+def test_inference_needs_monai_only_and_reads_dicom(tiny_phantom, teacher_ckpt, tmp_path):
+    _run([STUDENT / "train.json"], "training", tmp_path, tiny_phantom, epochs=1, teacher_ckpt=str(teacher_ckpt))
+    config = json.loads((STUDENT / "inference.json").read_text())
+    assert "kd_components" not in json.dumps(config), "student inference must not need kd_components"
+    case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
+    dicom = tmp_path / "dicom_series"
+    _write_dicom_series(tiny_phantom / case["image"][0], dicom)
+    original = {p.name: _digest(p) for p in dicom.iterdir()}
+    _run(
+        [STUDENT / "inference.json"],
+        "run",
+        tmp_path,
+        tiny_phantom,
+        input_image=str(dicom),
+        output_dir=str(tmp_path / "pred"),
+    )
+    pred = nib.load(tmp_path / "pred" / "dicom_series_seg.nii.gz")
+    from monai.transforms import LoadImage
+
+    ref = LoadImage(image_only=True)(str(dicom))
+    assert pred.shape == tuple(ref.shape)
+    assert np.allclose(pred.affine, ref.affine.numpy(), atol=1e-4), "label map keeps the input's geometry"
+    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
+    assert {p.name: _digest(p) for p in dicom.iterdir()} == original, "inputs untouched"
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+def _cli(*args, cwd=REPO):
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(STUDENT / "train.json"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--student_modality", "t3"], "error: unknown modality 't3': use one of t1, t1ce, t2, flair"),
+        (["--kd_weight", "-1"], "error: --kd_weight -1: a loss weight must be a number >= 0"),
+        (["--kd_temperature", "0"], "error: --kd_temperature 0: the temperature must be a number > 0"),
+    ],
+)
+def test_ill_settings_one_line(tiny_phantom, tmp_path, args, message):
+    res = _cli("--dataset_dir", str(tiny_phantom), "--bundle_root", str(tmp_path / "s"), *args)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(message)
+    assert not (tmp_path / "s").exists()
+
+
+def test_ill_missing_teacher_one_line(tiny_phantom, tmp_path):
+    res = _cli(
+        "--dataset_dir",
+        str(tiny_phantom),
+        "--bundle_root",
+        str(tmp_path / "s"),
+        "--teacher_ckpt",
+        str(tmp_path / "missing.pt"),
+        "--roi_size",
+        "[32,32,32]",
+        "--num_workers",
+        "0",
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert (
+        res.stderr.strip().splitlines()[-1] == f"error: teacher checkpoint '{tmp_path / 'missing.pt'}' does not "
+        f"exist: pass --teacher_ckpt with the teacher's models/model.pt (train it with bundles/teacher, or use "
+        f"model-zoo brats_mri_segmentation's)."
+    )
+    assert not (tmp_path / "s" / "models").exists()
+
+
+def test_ill_teacher_inside_student_output(tiny_phantom, teacher_ckpt, tmp_path):
+    ckpt_dir = tmp_path / "student" / "models"
+    ckpt_dir.mkdir(parents=True)
+    inside = ckpt_dir / "teacher.pt"
+    inside.write_bytes(teacher_ckpt.read_bytes())
+    from kd_components.errors import InputError
+
+    with pytest.raises(InputError, match="lies in the student's output folder"):
+        _run([STUDENT / "train.json"], "training", tmp_path, tiny_phantom, epochs=1, teacher_ckpt=str(inside))
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["teacher.pt"], "nothing written beside the teacher"
+
+
+def test_ill_student_checkpoint_as_teacher(tiny_phantom, teacher_ckpt, tmp_path):
+    _run([STUDENT / "train.json", STUDENT / "baseline.json"], "training", tmp_path, tiny_phantom, epochs=1)
+    student_ckpt = tmp_path / "student" / "baseline" / "models" / "model.pt"
+    from kd_components.errors import InputError
+
+    with pytest.raises(
+        InputError,
+        match=r"does not fit SegResNet: 1 shape mismatch.*convInit.conv.weight: file "
+        r"\(16, 1, 3, 3, 3\) vs network \(16, 4, 3, 3, 3\)",
+    ):
+        _run(
+            [STUDENT / "train.json"],
+            "training",
+            tmp_path / "other",
+            tiny_phantom,
+            epochs=1,
+            teacher_ckpt=str(student_ckpt),
+        )
