@@ -1,9 +1,14 @@
-"""The main job: ``python -m kd_components.demo --output runs/demo [--data-dir DIR] [--quick] [--force]``.
+"""The main job: the paper's comparison in one command.
 
-Each stage is the bundles' own command line (``python -m monai.bundle run ...``), printed before it runs, so
-what the demo does a user can do by hand. A stage whose outputs exist is reused unless ``--force``.
+``python -m kd_components.demo --output runs/demo [--data-dir DIR] [--modalities t1ce|all|t1,t2] [--seeds N]
+[--quick] [--force]``
 
-Stages now: the synthetic phantom (unless ``--data-dir`` is given) and the 4-modality teacher.
+Stages: the synthetic phantom (or a datalist of ``--data-dir``), the 4-modality teacher, then for each modality
+and seed the baseline student and the KD student, each evaluated on the held-out test split, and finally the
+report (``report.md`` with figures). Each stage is the bundles' own command line (``python -m monai.bundle run
+...``), printed before it runs, so what the demo does a user can do by hand. A stage whose outputs exist is
+reused unless ``--force``. The default (T1ce, one seed) takes about 15 minutes on a 2-core CPU; ``--quick`` is
+the CI-sized smoke run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kd_components.data.datalist import MODALITY_ALIASES, find_cases, modality_index
 from kd_components.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +30,33 @@ BUNDLES = REPO / "bundles"
 
 #: run sizes: the default fits a 2-core CPU, ``--quick`` is the CI smoke run.
 PROFILES = {
-    "default": {"num_cases": 24, "shape": [64, 64, 64], "roi": [64, 64, 64], "teacher_epochs": 20, "lr": 1e-3},
-    "quick": {"num_cases": 5, "shape": [32, 32, 32], "roi": [32, 32, 32], "teacher_epochs": 2, "lr": 1e-3},
+    "default": {
+        "num_cases": 32,
+        "shape": [64, 64, 64],
+        "roi": [48, 48, 48],
+        "lr": 1e-3,
+        "teacher_epochs": 10,
+        "teacher_val_interval": 5,
+        "student_epochs": 8,
+        "student_val_interval": 4,
+        "val_fraction": 0.15,
+        "test_fraction": 0.25,
+    },
+    "quick": {
+        "num_cases": 6,
+        "shape": [32, 32, 32],
+        "roi": [32, 32, 32],
+        "lr": 1e-3,
+        "teacher_epochs": 2,
+        "teacher_val_interval": 1,
+        "student_epochs": 1,
+        "student_val_interval": 1,
+        "val_fraction": 0.15,
+        "test_fraction": 0.25,
+    },
 }
+TEACHER_CONFIGS = BUNDLES / "teacher" / "configs"
+STUDENT_CONFIGS = BUNDLES / "student_kd" / "configs"
 
 
 @dataclass
@@ -57,7 +87,7 @@ def _bundle_cmd(run_id: str, configs: list[Path], **overrides) -> list[str]:
     return cmd
 
 
-def plan(output: Path, data_dir: Path | None, quick: bool) -> list[Stage]:
+def plan(output: Path, data_dir: Path | None, quick: bool, modalities: list[str], seeds: list[int]) -> list[Stage]:
     """The demo's stages, in order."""
     p = PROFILES["quick" if quick else "default"]
     stages = []
@@ -79,6 +109,10 @@ def plan(output: Path, data_dir: Path | None, quick: bool) -> list[Stage]:
                     *map(str, p["shape"]),
                     "--seed",
                     "0",
+                    "--val-fraction",
+                    str(p["val_fraction"]),
+                    "--test-fraction",
+                    str(p["test_fraction"]),
                 ],
                 data_dir / "datalist.json",
             )
@@ -98,30 +132,94 @@ def plan(output: Path, data_dir: Path | None, quick: bool) -> list[Stage]:
                     str(data_dir),
                     "--output",
                     str(datalist),
+                    "--val-fraction",
+                    str(p["val_fraction"]),
+                    "--test-fraction",
+                    str(p["test_fraction"]),
                 ],
                 datalist,
             )
         )
+    common = {
+        "dataset_dir": data_dir,
+        "data_list_file_path": datalist,
+        "roi_size": p["roi"],
+        "num_workers": 0 if quick else 2,
+    }
+    train_common = {**common, "learning_rate": p["lr"], "cache_rate": 1.0}
     teacher = output / "teacher"
+    teacher_ckpt = teacher / "models" / "model.pt"
     stages.append(
         Stage(
-            "teacher (4 modalities)",
+            "teacher (4 modalities): training",
             _bundle_cmd(
                 "training",
-                [BUNDLES / "teacher" / "configs" / "train.json"],
-                dataset_dir=data_dir,
-                data_list_file_path=datalist,
+                [TEACHER_CONFIGS / "train.json"],
                 ckpt_dir=teacher / "models",
-                output_dir=teacher / "eval",
+                output_dir=teacher / "train",
                 epochs=p["teacher_epochs"],
-                roi_size=p["roi"],
-                learning_rate=p["lr"],
-                cache_rate=1.0,
-                num_workers=0 if quick else 2,
+                val_interval=p["teacher_val_interval"],
+                **train_common,
             ),
             teacher / "models" / "model_final.pt",
         )
     )
+    stages.append(
+        Stage(
+            "teacher: evaluation on the test split",
+            _bundle_cmd(
+                "evaluating",
+                [TEACHER_CONFIGS / "train.json", TEACHER_CONFIGS / "evaluate.json"],
+                ckpt_dir=teacher / "models",
+                output_dir=teacher / "test",
+                **common,
+            ),
+            teacher / "test" / "metrics_summary.json",
+        )
+    )
+    for m in modalities:
+        for seed in seeds:
+            for model in ("baseline", "kd"):
+                run = output / m / f"seed{seed}" / model
+                configs = [STUDENT_CONFIGS / "train.json"] + (
+                    [STUDENT_CONFIGS / "baseline.json"] if model == "baseline" else []
+                )
+                extra = {"teacher_ckpt": teacher_ckpt} if model == "kd" else {}
+                name = f"{m} student, seed {seed}, {'KD' if model == 'kd' else 'baseline'}"
+                stages.append(
+                    Stage(
+                        f"{name}: training",
+                        _bundle_cmd(
+                            "training",
+                            configs,
+                            ckpt_dir=run / "models",
+                            output_dir=run / "train",
+                            student_modality=m,
+                            seed=seed,
+                            epochs=p["student_epochs"],
+                            val_interval=p["student_val_interval"],
+                            **extra,
+                            **train_common,
+                        ),
+                        run / "models" / "model_final.pt",
+                    )
+                )
+                stages.append(
+                    Stage(
+                        f"{name}: evaluation on the test split",
+                        _bundle_cmd(
+                            "evaluating",
+                            [*configs, STUDENT_CONFIGS / "evaluate.json"],
+                            ckpt_dir=run / "models",
+                            output_dir=run / "test",
+                            student_modality=m,
+                            seed=seed,
+                            **extra,
+                            **common,
+                        ),
+                        run / "test" / "metrics_summary.json",
+                    )
+                )
     return stages
 
 
@@ -137,29 +235,54 @@ def _check_run_config(output: Path, config: dict, force: bool) -> None:
     f.write_text(json.dumps(config, indent=4) + "\n")
 
 
+def _parse_modalities(value: str) -> list[str]:
+    if value.strip().lower() == "all":
+        return ["t1", "t1ce", "t2", "flair"]
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    for n in names:
+        modality_index(n)  # refuses unknown names with one line
+    return list(dict.fromkeys(MODALITY_ALIASES[n] for n in names))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m kd_components.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--output", default="runs/demo", help="run folder (default runs/demo)")
     ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
-    ap.add_argument("--quick", action="store_true", help="CI-sized run (tiny phantom, 2 epochs)")
+    ap.add_argument("--modalities", default="t1ce", help="student modalities: t1ce (default), all, or a list t1,t2")
+    ap.add_argument("--seeds", type=int, default=1, help="student seeds per modality (default 1; use 3+ for evidence)")
+    ap.add_argument("--quick", action="store_true", help="CI-sized run (tiny phantom, 1-2 epochs)")
     ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
     args = ap.parse_args(argv)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     try:
-        if data_dir is not None and not data_dir.is_dir():
-            raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
-        _check_run_config(output, {"data_dir": str(data_dir), "quick": args.quick}, args.force)
-        stages = plan(output, data_dir, args.quick)
+        modalities = _parse_modalities(args.modalities)
+        if args.seeds < 1:
+            raise InputError(f"--seeds {args.seeds}: give 1 or more.")
+        if data_dir is not None:
+            if not data_dir.is_dir():
+                raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
+            find_cases(data_dir)  # refuses a folder without complete BraTS cases, before any work
+        config = {"data_dir": str(data_dir), "quick": args.quick, "modalities": modalities, "seeds": args.seeds}
+        _check_run_config(output, config, args.force)
+        stages = plan(output, data_dir, args.quick, modalities, list(range(args.seeds)))
     except InputError as e:
         print(e.code, file=sys.stderr)
         return 1
     t0 = time.time()
-    for stage in stages:
+    for i, stage in enumerate(stages, 1):
+        stage.name = f"[{i}/{len(stages) + 1}] {stage.name}"
         stage.run(args.force)
-    print(f"\ndemo finished in {time.time() - t0:.0f} s; outputs in {output}")
+    command = "python -m kd_components.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
+    report = Stage(
+        f"[{len(stages) + 1}/{len(stages) + 1}] report",
+        [sys.executable, "-m", "kd_components.report", "--runs", str(output), "--command", command],
+        output / "report.md",
+    )
+    report.run(force=True)
+    print(f"\ndemo finished in {time.time() - t0:.0f} s; report: {output / 'report.md'}")
     return 0
 
 
