@@ -1,0 +1,84 @@
+"""The report from fixture evaluation files with hand-checked paired differences."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from kd_components.errors import InputError
+from kd_components.report import collect, main, paired_difference
+
+CASES = ["c1", "c2", "c3"]
+
+
+def _write(folder, tags, dice):
+    """dice: {region: [per-case Dice]}; HD95 = 10 * (1 - Dice)."""
+    folder.mkdir(parents=True)
+    keys = [f"{m}_{r}" for r in ("tc", "wt", "et") for m in ("dice", "hd95")]
+    lines = ["case," + ",".join(keys)]
+    for i, c in enumerate(CASES):
+        vals = []
+        for r in ("tc", "wt", "et"):
+            vals += [dice[r][i], 10 * (1 - dice[r][i])]
+        lines.append(c + "," + ",".join(f"{v:.6g}" for v in vals))
+    (folder / "metrics_per_case.csv").write_text("\n".join(lines) + "\n")
+    (folder / "metrics_summary.json").write_text(json.dumps({"tags": tags, "metrics": {}}))
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    base = {"et": [0.5, 0.6, 0.7], "tc": [0.5, 0.5, 0.5], "wt": [0.8, 0.8, 0.8]}
+    _write(
+        tmp_path / "teacher" / "test",
+        {"model": "teacher", "modality": "all", "seed": 0},
+        {"et": [0.9, 0.9, 0.9], "tc": [0.9, 0.9, 0.9], "wt": [0.81, 0.81, 0.81]},
+    )
+    for seed, et_gain in ((0, 0.1), (1, 0.2)):
+        _write(
+            tmp_path / "t1ce" / f"seed{seed}" / "baseline" / "test",
+            {"model": "baseline", "modality": "t1ce", "seed": seed},
+            base,
+        )
+        _write(
+            tmp_path / "t1ce" / f"seed{seed}" / "kd" / "test",
+            {"model": "kd", "modality": "t1ce", "seed": seed},
+            {"et": [v + et_gain for v in base["et"]], "tc": [0.6, 0.4, 0.5], "wt": base["wt"]},
+        )
+    return tmp_path
+
+
+def test_paired_difference_hand_computed(runs):
+    ev = collect(runs)
+    kd = [e for e in ev if e["model"] == "kd"]
+    base = [e for e in ev if e["model"] == "baseline"]
+    # ET: every case +0.1 (seed 0) and +0.2 (seed 1) -> +0.15 per case, no spread
+    et = paired_difference(kd, base, "dice_et")
+    assert et["mean"] == pytest.approx(0.15) and et["low"] == pytest.approx(0.15) and et["n_better"] == 3
+    # TC: per case +0.1, -0.1, 0 -> mean 0, sd 0.1, 95% half width t(0.975, 2) * 0.1 / sqrt(3) = 4.3027 * 0.057735
+    tc = paired_difference(kd, base, "dice_tc")
+    assert tc["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert tc["high"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-4)
+    assert tc["n_better"] == 1 and tc["n_cases"] == 3 and tc["n_seeds"] == 2
+    # HD95 = 10 (1 - Dice): KD better means lower, counted as better
+    assert paired_difference(kd, base, "hd95_et")["n_better"] == 3
+
+
+def test_report_table_and_figures(runs, capsys):
+    assert main(["--runs", str(runs), "--command", "python -m kd_components.demo --seeds 2"]) == 0
+    text = (runs / "report.md").read_text()
+    assert "| teacher | T1c+T1+T2+FLAIR | 1 | 0.900 | 0.900 | 0.810 |" in text
+    assert "| baseline | T1c | 2 | 0.600 | 0.500 | 0.800 |" in text
+    assert "| KD student | T1c | 2 | 0.750 ± 0.071 |" in text
+    assert "| T1c | ET | +0.150 [+0.150, +0.150] | 3/3 |" in text
+    # WT: the teacher (0.81) is not clearly better than the baseline (0.80): flagged
+    assert "| T1c | WT |" in text and "teacher not clearly better: little to distil" in text.split("| T1c | WT |")[1]
+    assert (runs / "regions.png").stat().st_size > 1000
+    assert "python -m kd_components.demo --seeds 2" in text
+
+
+def test_ill_no_evaluations(tmp_path):
+    with pytest.raises(InputError, match="no evaluation found"):
+        collect(tmp_path)
+    assert main(["--runs", str(tmp_path / "missing")]) == 1
