@@ -151,3 +151,14 @@ def test_trains_on_real_brats2023_case(real_case_dir, tmp_path):
         int((seg == 3).sum()),
     ]
     assert (tmp_path / "bundle" / "models" / "model_final.pt").is_file()
+
+
+def test_cached_batches_keep_four_channels(tiny_phantom):
+    """Regression: CacheDataset filled by several threads plus worker processes (monai 1.6.1) handed out
+    1-channel images after a few epochs; the bundle caches with one thread and loads cached data in a thread."""
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"dataset_dir": str(tiny_phantom), "roi_size": [32, 32, 32], "cache_rate": 1.0, "num_workers": 2})
+    loader = parser.get_parsed_content("train#dataloader")
+    shapes = {tuple(batch["image"].shape) for _ in range(15) for batch in loader}
+    assert shapes == {(1, 4, 32, 32, 32)}
