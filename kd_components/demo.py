@@ -29,30 +29,29 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
 
 #: run sizes: the default fits a 2-core CPU, ``--quick`` is the CI smoke run.
+_DEFAULT = {
+    "num_cases": 32,
+    "shape": [64, 64, 64],
+    "roi": [48, 48, 48],
+    "lr": 1e-3,
+    "teacher_epochs": 10,
+    "teacher_val_interval": 5,
+    "student_epochs": 6,
+    "student_val_interval": 3,
+    "val_fraction": 0.15,
+    "test_fraction": 0.25,
+}
 PROFILES = {
-    "default": {
-        "num_cases": 32,
-        "shape": [64, 64, 64],
-        "roi": [48, 48, 48],
-        "lr": 1e-3,
-        "teacher_epochs": 10,
-        "teacher_val_interval": 5,
-        "student_epochs": 6,
-        "student_val_interval": 3,
-        "val_fraction": 0.15,
-        "test_fraction": 0.25,
-    },
+    "default": _DEFAULT,
     "quick": {
+        **_DEFAULT,
         "num_cases": 6,
         "shape": [32, 32, 32],
         "roi": [32, 32, 32],
-        "lr": 1e-3,
         "teacher_epochs": 2,
         "teacher_val_interval": 1,
         "student_epochs": 1,
         "student_val_interval": 1,
-        "val_fraction": 0.15,
-        "test_fraction": 0.25,
     },
 }
 TEACHER_CONFIGS = BUNDLES / "teacher" / "configs"

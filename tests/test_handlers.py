@@ -39,6 +39,21 @@ def _batches(n=2, size=16):
     ]
 
 
+def _trainer(student, loss, handler, n_batches=1) -> SupervisedTrainer:
+    """A CPU SupervisedTrainer feeding the student channel 0 of 4-channel batches; attaches ``handler``."""
+    return SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=_batches(n_batches),
+        network=student,
+        optimizer=torch.optim.Adam(student.parameters()),
+        loss_function=loss,
+        prepare_batch=SelectChannelsBatch(0),
+        train_handlers=[handler],
+        amp=False,
+    )
+
+
 def _setup(tmp_path, student_init=4, teacher_init=4, ckpt=None, **handler_kw):
     torch.manual_seed(0)
     teacher_trained = _net(4, teacher_init)
@@ -143,17 +158,7 @@ def test_checkpoint_formats(tmp_path, fmt):
     student = _net(1)
     loss = DistillationLoss(DiceLoss(sigmoid=True), SigmoidKLDivLoss(), kd_weight=0.5)
     h = TeacherInferenceHandler(_net(4), path, loss, student=student, probe_size=(16, 16, 16))
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=1,
-        train_data_loader=_batches(1),
-        network=student,
-        optimizer=torch.optim.Adam(student.parameters()),
-        loss_function=loss,
-        prepare_batch=SelectChannelsBatch(0),
-        train_handlers=[h],
-        amp=False,
-    )
+    trainer = _trainer(student, loss, h)
     x = torch.randn(1, 4, 16, 16, 16)
     assert torch.allclose(h.teacher(x), teacher.eval()(x), atol=1e-5)
     trainer.run()
@@ -194,15 +199,7 @@ def test_ill_teacher_out_channels(tmp_path):
         probe_size=(16, 16, 16),
     )
     with pytest.raises(InputError, match="gives 2 output channels but the student gives 3"):
-        SupervisedTrainer(
-            device=torch.device("cpu"),
-            max_epochs=1,
-            train_data_loader=_batches(1),
-            network=student,
-            optimizer=torch.optim.Adam(student.parameters()),
-            loss_function=loss,
-            train_handlers=[h],
-        )
+        _trainer(student, loss, h)
 
 
 def test_ill_pickled_module_refused(tmp_path):
@@ -229,12 +226,4 @@ def test_ill_feature_channels_without_adapter(tmp_path):
         match=r"student features \(1, 16, 2, 2, 2\) do not match teacher features "
         r"\(1, 32, 2, 2, 2\)",
     ):
-        SupervisedTrainer(
-            device=torch.device("cpu"),
-            max_epochs=1,
-            train_data_loader=_batches(1),
-            network=student,
-            optimizer=torch.optim.Adam(student.parameters()),
-            loss_function=loss,
-            train_handlers=[h],
-        )
+        _trainer(student, loss, h)

@@ -36,6 +36,12 @@ def _run(files, run_id, tmp_path, data_dir, **override):
     return wf
 
 
+def _train_kd(tmp_path, data_dir, teacher_ckpt, *overlays, **override):
+    """One epoch of KD training with the student bundle (plus config ``overlays``)."""
+    files = [STUDENT / "train.json", *overlays]
+    return _run(files, "training", tmp_path, data_dir, epochs=1, teacher_ckpt=str(teacher_ckpt), **override)
+
+
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -43,13 +49,10 @@ def _digest(path) -> str:
 @pytest.mark.parametrize("modality", ["t1", "t1ce", "t2", "flair", "t2f"])
 def test_kd_and_baseline_every_modality(modality, tiny_phantom, teacher_ckpt, tmp_path):
     teacher_files = {p: _digest(p) for p in teacher_ckpt.parent.iterdir()}
-    kd = _run(
-        [STUDENT / "train.json"],
-        "training",
+    kd = _train_kd(
         tmp_path,
         tiny_phantom,
-        epochs=1,
-        teacher_ckpt=str(teacher_ckpt),
+        teacher_ckpt,
         student_modality=modality,
     )
     state = kd.parser.get_parsed_content("train#trainer").state
@@ -79,13 +82,10 @@ def test_kd_and_baseline_every_modality(modality, tiny_phantom, teacher_ckpt, tm
 
 
 def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_path):
-    wf = _run(
-        [STUDENT / "train.json"],
-        "training",
+    wf = _train_kd(
         tmp_path,
         tiny_phantom,
-        epochs=1,
-        teacher_ckpt=str(teacher_ckpt),
+        teacher_ckpt,
         init_filters=8,
         feature_channels=64,
     )
@@ -96,14 +96,7 @@ def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_pa
 
 
 def test_unet_student_from_segresnet_teacher(tiny_phantom, teacher_ckpt, tmp_path):
-    wf = _run(
-        [STUDENT / "train.json", TEACHER / "unet.json"],
-        "training",
-        tmp_path,
-        tiny_phantom,
-        epochs=1,
-        teacher_ckpt=str(teacher_ckpt),
-    )
+    wf = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, TEACHER / "unet.json")
     assert type(wf.parser.get_parsed_content("network")).__name__ == "UNet"
     assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_feat"] > 0
 
@@ -122,14 +115,8 @@ def test_dynunet_teacher_distils_into_segresnet(tiny_phantom, tmp_path):
     )
     teacher.initialize()
     teacher.run()
-    wf = _run(
-        [STUDENT / "train.json", STUDENT / "teacher_dynunet.json"],
-        "training",
-        tmp_path,
-        tiny_phantom,
-        epochs=1,
-        teacher_ckpt=str(tmp_path / "dyn_teacher" / "models" / "model.pt"),
-    )
+    dyn_ckpt = tmp_path / "dyn_teacher" / "models" / "model.pt"
+    wf = _train_kd(tmp_path, tiny_phantom, dyn_ckpt, STUDENT / "teacher_dynunet.json")
     handler = wf.parser.get_parsed_content("train#handlers")[0]
     assert type(handler.teacher).__name__ == "DynUNet"
     assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
@@ -150,7 +137,7 @@ def _write_dicom_series(nifti, folder) -> None:
 
 
 def test_inference_needs_monai_only_and_reads_dicom(tiny_phantom, teacher_ckpt, tmp_path):
-    _run([STUDENT / "train.json"], "training", tmp_path, tiny_phantom, epochs=1, teacher_ckpt=str(teacher_ckpt))
+    _train_kd(tmp_path, tiny_phantom, teacher_ckpt)
     config = json.loads((STUDENT / "inference.json").read_text())
     assert "kd_components" not in json.dumps(config), "student inference must not need kd_components"
     case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
@@ -226,7 +213,7 @@ def test_ill_teacher_inside_student_output(tiny_phantom, teacher_ckpt, tmp_path)
     from kd_components.errors import InputError
 
     with pytest.raises(InputError, match="lies in the student's output folder"):
-        _run([STUDENT / "train.json"], "training", tmp_path, tiny_phantom, epochs=1, teacher_ckpt=str(inside))
+        _train_kd(tmp_path, tiny_phantom, inside)
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["teacher.pt"], "nothing written beside the teacher"
 
 
@@ -240,11 +227,4 @@ def test_ill_student_checkpoint_as_teacher(tiny_phantom, teacher_ckpt, tmp_path)
         match=r"does not fit SegResNet: 1 shape mismatch.*convInit.conv.weight: file "
         r"\(16, 1, 3, 3, 3\) vs network \(16, 4, 3, 3, 3\)",
     ):
-        _run(
-            [STUDENT / "train.json"],
-            "training",
-            tmp_path / "other",
-            tiny_phantom,
-            epochs=1,
-            teacher_ckpt=str(student_ckpt),
-        )
+        _train_kd(tmp_path / "other", tiny_phantom, student_ckpt)
