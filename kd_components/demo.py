@@ -34,10 +34,8 @@ _DEFAULT = {
     "shape": [64, 64, 64],
     "roi": [48, 48, 48],
     "lr": 1e-3,
-    "teacher_epochs": 10,
-    "teacher_val_interval": 5,
-    "student_epochs": 6,
-    "student_val_interval": 3,
+    "teacher_epochs": 8,
+    "student_epochs": 4,
     "val_fraction": 0.15,
     "test_fraction": 0.25,
 }
@@ -49,9 +47,7 @@ PROFILES = {
         "shape": [32, 32, 32],
         "roi": [32, 32, 32],
         "teacher_epochs": 2,
-        "teacher_val_interval": 1,
         "student_epochs": 1,
-        "student_val_interval": 1,
     },
 }
 TEACHER_CONFIGS = BUNDLES / "teacher" / "configs"
@@ -86,9 +82,21 @@ def _bundle_cmd(run_id: str, configs: list[Path], **overrides) -> list[str]:
     return cmd
 
 
-def plan(output: Path, data_dir: Path | None, quick: bool, modalities: list[str], seeds: list[int]) -> list[Stage]:
-    """The demo's stages, in order."""
-    p = PROFILES["quick" if quick else "default"]
+def plan(
+    output: Path,
+    data_dir: Path | None,
+    quick: bool,
+    modalities: list[str],
+    seeds: list[int],
+    teacher_epochs: int | None = None,
+    student_epochs: int | None = None,
+) -> list[Stage]:
+    """The demo's stages, in order. Validation runs at half and at the end of each training."""
+    p = dict(PROFILES["quick" if quick else "default"])
+    p["teacher_epochs"] = teacher_epochs or p["teacher_epochs"]
+    p["student_epochs"] = student_epochs or p["student_epochs"]
+    p["teacher_val_interval"] = max(1, p["teacher_epochs"] // 2)
+    p["student_val_interval"] = max(1, p["student_epochs"] // 2)
     stages = []
     if data_dir is None:
         data_dir = output / "data"
@@ -251,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
     ap.add_argument("--modalities", default="t1ce", help="student modalities: t1ce (default), all, or a list t1,t2")
     ap.add_argument("--seeds", type=int, default=1, help="student seeds per modality (default 1; use 3+ for evidence)")
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default 8; quick 2)")
+    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 4; quick 1)")
     ap.add_argument("--quick", action="store_true", help="CI-sized run (tiny phantom, 1-2 epochs)")
     ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
     args = ap.parse_args(argv)
@@ -258,15 +268,26 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     try:
         modalities = _parse_modalities(args.modalities)
-        if args.seeds < 1:
-            raise InputError(f"--seeds {args.seeds}: give 1 or more.")
+        for name in ("seeds", "teacher_epochs", "student_epochs"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
         if data_dir is not None:
             if not data_dir.is_dir():
                 raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
             find_cases(data_dir)  # refuses a folder without complete BraTS cases, before any work
-        config = {"data_dir": str(data_dir), "quick": args.quick, "modalities": modalities, "seeds": args.seeds}
+        config = {
+            "data_dir": str(data_dir),
+            "quick": args.quick,
+            "modalities": modalities,
+            "seeds": args.seeds,
+            "teacher_epochs": args.teacher_epochs,
+            "student_epochs": args.student_epochs,
+        }
         _check_run_config(output, config, args.force)
-        stages = plan(output, data_dir, args.quick, modalities, list(range(args.seeds)))
+        stages = plan(
+            output, data_dir, args.quick, modalities, list(range(args.seeds)), args.teacher_epochs, args.student_epochs
+        )
     except InputError as e:
         print(e.code, file=sys.stderr)
         return 1

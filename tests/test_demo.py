@@ -61,3 +61,8 @@ def test_ill_data_dir_without_brats_cases(tmp_path):
     (tmp_path / "notes" / "a.txt").write_text("x")
     res = _demo("--output", str(tmp_path / "d"), "--data-dir", str(tmp_path / "notes"), "--quick")
     assert res.returncode == 1 and "no BraTS case found under" in res.stderr.strip().splitlines()[-1]
+
+
+def test_ill_epochs(tmp_path):
+    res = _demo("--output", str(tmp_path / "d"), "--student-epochs", "0", "--quick")
+    assert res.returncode == 1 and res.stderr.strip().splitlines()[-1] == "error: --student-epochs 0: give 1 or more."
