@@ -65,7 +65,10 @@ def test_validation_reports_each_region(trained, tiny_phantom, tmp_path):
     wf.run()
     metrics = wf.parser.get_parsed_content("validate#evaluator").state.metrics
     assert {"val_mean_dice", "val_dice_tc", "val_dice_wt", "val_dice_et"} <= set(metrics)
-    assert (tmp / "bundle" / "eval" / "val_dice_wt_raw.csv").is_file()
+    per_case = (tmp / "bundle" / "eval" / "metrics_per_case.csv").read_text().splitlines()
+    assert per_case[0] == "case,dice_tc,hd95_tc,dice_wt,hd95_wt,dice_et,hd95_et" and len(per_case) == 2
+    summary = json.loads((tmp / "bundle" / "eval" / "metrics_summary.json").read_text())
+    assert summary["tags"]["model"] == "teacher" and summary["num_cases"] == 1
 
 
 def test_inference_writes_label_map_in_input_geometry(trained, tiny_phantom):
