@@ -6,7 +6,20 @@ from collections.abc import Sequence
 
 from monai.engines.utils import default_prepare_batch
 
-__all__ = ["SelectChannelsBatch"]
+from kd_components.errors import InputError
+
+__all__ = ["SelectChannelsBatch", "four_channel_message"]
+
+
+def four_channel_message(key: str, shape: Sequence[int], expected: int = 4) -> str:
+    """The one-line explanation when a student's or teacher's batch lacks the four modalities."""
+    return (
+        f"the batch's '{key}' has {shape[1]} channel(s) (shape {tuple(shape)}), {expected} are needed (T1c, T1, T2, "
+        f"FLAIR: the teacher sees all four and the student's channel is sliced from them): list the four modality "
+        f"files per case in the datalist, or give one stacked 4-channel NIfTI per case ('python -m "
+        f"kd_components.data stack'). MONAI Label's trainer hands the one image of each datastore entry, so its "
+        f"datastore must hold stacked 4-channel images."
+    )
 
 
 class SelectChannelsBatch:
@@ -17,19 +30,25 @@ class SelectChannelsBatch:
 
     Args:
         channels: channel index or indices kept (e.g. ``kd_components.data.modality_index("flair")``).
+        expected_channels: channels every batch must have (4: the teacher's input); ``None`` skips the check.
 
     Raises:
-        ValueError: at call, a channel index outside the batch's channels.
+        ValueError: a negative channel index, or one not below ``expected_channels``.
+        InputError: at call, a batch without ``expected_channels`` channels (e.g. MONAI Label's one-image entries).
     """
 
-    def __init__(self, channels: int | Sequence[int]):
+    def __init__(self, channels: int | Sequence[int], expected_channels: int | None = 4):
         self.channels = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
+        self.expected_channels = None if expected_channels is None else int(expected_channels)
+        if not self.channels or min(self.channels) < 0:
+            raise ValueError(f"channels must be non-negative indices, got {self.channels}.")
+        if self.expected_channels is not None and max(self.channels) >= self.expected_channels:
+            raise ValueError(f"channels {self.channels} do not exist in a {self.expected_channels}-channel image.")
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        if self.expected_channels is not None and image.shape[1] != self.expected_channels:
+            raise InputError(four_channel_message("image", image.shape, self.expected_channels))
         if max(self.channels) >= image.shape[1]:
-            raise ValueError(
-                f"the batch's image has {image.shape[1]} channel(s) (shape {tuple(image.shape)}) but channel(s) "
-                f"{self.channels} were asked for: the datalist must list the four modalities T1c, T1, T2, FLAIR."
-            )
+            raise InputError(four_channel_message("image", image.shape, max(self.channels) + 1))
         return image[:, self.channels], label

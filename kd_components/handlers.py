@@ -14,6 +14,7 @@ from ignite.metrics import Metric
 from torch import nn
 
 from kd_components.checkpoints import load_network
+from kd_components.engines import four_channel_message
 from kd_components.errors import InputError
 from kd_components.losses import DistillationLoss, FeatureHook
 
@@ -164,10 +165,7 @@ class TeacherInferenceHandler:
         batch = engine.state.batch
         image = batch[self.image_key]
         if image.shape[1] != self.num_modalities:
-            raise InputError(
-                f"the batch's '{self.image_key}' has {image.shape[1]} channel(s), the teacher needs "
-                f"{self.num_modalities} (T1c, T1, T2, FLAIR): the datalist must list the four modalities."
-            )
+            raise InputError(four_channel_message(self.image_key, image.shape, self.num_modalities))
         image = image.to(self.device, non_blocking=True)
         batch[self.image_key] = image  # the student's prepare_batch slices its channel from the same tensor
         self.teacher.eval()

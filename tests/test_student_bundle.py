@@ -77,7 +77,7 @@ def test_kd_and_baseline_every_modality(modality, tiny_phantom, teacher_ckpt, tm
     bstate = base.parser.get_parsed_content("train#trainer").state
     assert bstate.metrics["train_loss_kd"] == 0 and bstate.metrics["train_loss_feat"] == 0
     assert (tmp_path / "student" / "baseline" / "models" / "model.pt").is_file()
-    handlers = base.parser.get_parsed_content("train#handlers")
+    handlers = base.parser.get_parsed_content("train#kd_handlers")
     assert not any(type(h).__name__ == "TeacherInferenceHandler" for h in handlers), "no teacher in the baseline"
 
 
@@ -117,7 +117,7 @@ def test_dynunet_teacher_distils_into_segresnet(tiny_phantom, tmp_path):
     teacher.run()
     dyn_ckpt = tmp_path / "dyn_teacher" / "models" / "model.pt"
     wf = _train_kd(tmp_path, tiny_phantom, dyn_ckpt, STUDENT / "teacher_dynunet.json")
-    handler = wf.parser.get_parsed_content("train#handlers")[0]
+    handler = wf.parser.get_parsed_content("train#kd_handlers")[0]
     assert type(handler.teacher).__name__ == "DynUNet"
     assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
 

@@ -14,6 +14,7 @@ from kd_components.data.datalist import (
     write_datalist,
 )
 from kd_components.data.phantom import MODALITIES, PhantomCase, make_phantom_case, write_phantom
+from kd_components.data.stack import stack_case
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -27,6 +28,7 @@ __all__ = [
     "load_datalist",
     "make_phantom_case",
     "modality_index",
+    "stack_case",
     "write_datalist",
     "write_phantom",
 ]

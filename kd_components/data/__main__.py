@@ -1,4 +1,4 @@
-"""Command line: ``python -m kd_components.data {synthetic,datalist} ...``."""
+"""Command line: ``python -m kd_components.data {synthetic,datalist,stack} ...``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 from kd_components.data.datalist import build_datalist, write_datalist
 from kd_components.data.phantom import write_phantom
+from kd_components.data.stack import stack_case
 from kd_components.errors import InputError
 
 
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
     d.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
+    k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")
+    k.add_argument("--output", required=True, help="4-channel NIfTI to write, e.g. studies/CASE.nii.gz")
     return p
 
 
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             out = write_phantom(
                 args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction, args.test_fraction
             )
+        elif args.command == "stack":
+            out = stack_case(args.case_dir, args.output)
+            print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
+            return 0
         else:
             out = write_datalist(
                 build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output
