@@ -1,0 +1,405 @@
+"""Package a bundle with its trained weights as a self-contained zip for the MONAI model zoo or MONAI Label.
+
+``python -m kd_components.package --bundle bundles/student_kd --output dist [--student-modality t2] ...``
+
+What the zip ``NAME.zip`` holds (the MONAI Bundle archive format: one top folder named after the model)::
+
+    NAME/configs/*.json         every config, with `%` macros resolved (no reference to this repository), the
+                                overlays and ``--override`` values applied, ``bundle_root`` set to "."
+    NAME/configs/metadata.json  the bundle's metadata; for the student, ``channel_def`` names the trained modality
+    NAME/configs/logging.conf
+    NAME/models/model.pt        the weights as a plain state dict (model-zoo form)
+    NAME/models/model.ts        TorchScript export (``monai.bundle ckpt_export``), checked against the eager network
+    NAME/large_files.yml        the weight files with their md5 (and ``--weights-url`` when given)
+    NAME/docs/README.md, NAME/LICENSE
+
+Everything is checked before the zip exists: the weights load strictly into ``network_def``, the metadata passes
+``verify_metadata`` against the shipped schema (``kd_components/schemas/meta_schema.json``), the inference config
+has the properties MONAI requires, and the TorchScript output equals the eager output. The zip is written under a
+temporary name and renamed at the end, so a failure never leaves a half-written archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from kd_components.errors import InputError
+
+__all__ = ["SCHEMA_PATH", "package_bundle", "verify_bundle_metadata", "flatten_config"]
+
+#: JSON schema of ``metadata.json``, written from the MONAI Bundle specification (the official schema URL cannot
+#: be fetched offline; ``verify_metadata`` keeps a file already at ``--filepath``).
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "meta_schema.json"
+DEFAULT_NAMES = {"teacher": "brats_kdnet_teacher", "student_kd": "brats_kdnet_student"}
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _macro_root(bundle: Path) -> Path:
+    """Folder the bundles' `%` macros are written relative to (the repository root, ``bundles/<name>/..``)."""
+    root = bundle.resolve().parent.parent
+    return root if (root / "bundles").is_dir() else Path.cwd()
+
+
+def flatten_config(path: str | os.PathLike, macro_root: str | os.PathLike | None = None) -> dict:
+    """The config in ``path`` with every `%` macro replaced by the content it points to.
+
+    Args:
+        path: a bundle config JSON.
+        macro_root: folder the macros' relative file paths start from (default: the working directory).
+
+    Raises:
+        InputError: unreadable JSON or a macro that points to a missing file or id.
+    """
+    from monai.bundle import ConfigParser
+
+    path = Path(path).resolve()
+    try:
+        parser = ConfigParser(ConfigParser.load_config_file(path))
+        with _cwd(Path(macro_root) if macro_root else Path.cwd()):
+            parser.resolve_macro_and_relative_ids()
+    except (ValueError, KeyError, OSError) as e:
+        raise InputError(f"config '{path}' cannot be flattened: {str(e).splitlines()[0]}.") from None
+    return parser.get()
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise InputError(f"--override '{text}' is not KEY=VALUE: write e.g. --override init_filters=8.")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _apply(config: dict, overrides: dict) -> None:
+    """Set each ``id`` of ``overrides`` in ``config`` when its top-level id is defined there."""
+    for key, value in overrides.items():
+        parts = key.replace("::", "#").split("#")
+        if parts[0] not in config:
+            continue
+        node = config
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+        else:
+            node[parts[-1]] = value
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_bundle_metadata(
+    meta_file: str | os.PathLike, schema: str | os.PathLike = SCHEMA_PATH, shown_as: str | os.PathLike | None = None
+) -> None:
+    """Run ``monai.bundle.verify_metadata`` offline against ``schema``.
+
+    Args:
+        meta_file: the ``metadata.json`` to check.
+        schema: the JSON schema (default: the one shipped with kd_components).
+        shown_as: the file name to print in errors (default ``meta_file``).
+
+    Raises:
+        InputError: the metadata does not satisfy the schema (the failing field is named).
+    """
+    from monai.bundle import verify_metadata
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "schema.json"
+        shutil.copyfile(schema, local)
+        try:
+            verify_metadata(meta_file=str(meta_file), filepath=str(local))
+        except ValueError as e:
+            reason = " ".join(str(e).split()).split(" Failed validating")[0]
+            raise InputError(
+                f"metadata '{shown_as or meta_file}' fails the bundle schema ({schema}): {reason}; add or fix that "
+                f"field (see the MONAI Bundle specification)."
+            ) from None
+
+
+def _check_torchscript(ts_file: Path, network, in_channels: int) -> float:
+    """Largest absolute difference between the TorchScript and the eager output on one random 32^3 input."""
+    import torch
+
+    network.eval()
+    x = torch.randn(1, in_channels, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    ts = torch.jit.load(str(ts_file), map_location="cpu").eval()
+    with torch.no_grad():
+        return float((ts(x) - network(x)).abs().max())
+
+
+def package_bundle(
+    bundle: str | os.PathLike,
+    output: str | os.PathLike,
+    ckpt: str | os.PathLike | None = None,
+    name: str | None = None,
+    config_files: Sequence[str | os.PathLike] = (),
+    overrides: dict | None = None,
+    student_modality: str | None = None,
+    torchscript: bool = True,
+    weights_url: str = "",
+    version: str | None = None,
+) -> Path:
+    """Write ``NAME.zip`` of ``bundle`` with trained weights (see the module docstring for the layout).
+
+    Args:
+        bundle: the bundle folder (``bundles/teacher`` or ``bundles/student_kd``).
+        output: a folder (the zip is ``output/NAME.zip``) or a ``.zip`` file path.
+        ckpt: weights to ship; default ``<bundle>/models/model.pt``. A plain state dict, ``{"model": ...}`` or a
+            CheckpointSaver file; written into the zip as a plain state dict.
+        name: the bundle's name (the zip's top folder, the model's name in MONAI Label); default
+            ``brats_kdnet_teacher`` or ``brats_kdnet_student_<modality>``.
+        config_files: overlays the weights were trained with (e.g. ``configs/unet.json``), merged into every
+            packaged config that defines their ids.
+        overrides: ``{id: value}`` set the same way (e.g. ``{"init_filters": 8}``).
+        student_modality: the student's input modality (student bundles; default the config's).
+        torchscript: also export ``models/model.ts`` and check it against the eager network.
+        weights_url: where the weights will be downloadable, written into ``large_files.yml``.
+        version: bundle version to write into the metadata (default: the metadata's).
+
+    Raises:
+        InputError: missing bundle, config or ``models/model.pt``; weights that do not fit ``network_def``;
+            metadata failing the schema; missing required config properties; a TorchScript export that differs
+            from the eager network.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+
+    from kd_components.checkpoints import load_network
+    from kd_components.data.datalist import CHANNEL_NAMES, MODALITY_ALIASES
+
+    t0 = time.time()
+    bundle = Path(bundle)
+    configs = bundle / "configs"
+    for required in ("metadata.json", "inference.json"):
+        if not (configs / required).is_file():
+            raise InputError(f"'{bundle}' is not a bundle folder: configs/{required} is missing.")
+    ckpt = Path(ckpt) if ckpt else bundle / "models" / "model.pt"
+    if not ckpt.is_file():
+        raise InputError(
+            f"'{ckpt}' does not exist: train the bundle first (python -m monai.bundle run training --config_file "
+            f"{configs / 'train.json'}) or pass --ckpt with the trained weights."
+        )
+    overrides = dict(overrides or {})
+    for overlay in config_files:
+        if not Path(overlay).is_file():
+            raise InputError(f"--config-file '{overlay}' does not exist.")
+        try:
+            overrides = {**json.loads(Path(overlay).read_text()), **overrides}
+        except json.JSONDecodeError as e:
+            raise InputError(f"--config-file '{overlay}' is not valid JSON ({e}).") from None
+    macro_root = _macro_root(bundle)
+    flat = {p.name: flatten_config(p, macro_root) for p in sorted(configs.glob("*.json")) if p.name != "metadata.json"}
+    is_student = "student_modality" in flat["inference.json"]
+    modality = None
+    if is_student:
+        modality = student_modality or overrides.get("student_modality") or flat["inference.json"]["student_modality"]
+        if str(modality).lower() not in MODALITY_ALIASES:
+            raise InputError(f"--student-modality '{modality}' is not a BraTS modality: use t1, t1ce, t2 or flair.")
+        modality = MODALITY_ALIASES[str(modality).lower()]
+        overrides["student_modality"] = modality
+    elif student_modality:
+        raise InputError(f"--student-modality is for student bundles; '{bundle}' has no student_modality setting.")
+    for cfg in flat.values():
+        _apply(cfg, overrides)
+        if "bundle_root" in cfg:
+            cfg["bundle_root"] = "."
+    name = name or DEFAULT_NAMES.get(bundle.resolve().name, bundle.resolve().name)
+    if is_student and not student_modality_in(name):
+        name = f"{name}_{modality}"
+    metadata = json.loads((configs / "metadata.json").read_text())
+    if version:
+        metadata["version"] = version
+        metadata.setdefault("changelog", {})[version] = metadata.get("changelog", {}).get(version, "packaged")
+    if is_student:
+        fmt = metadata["network_data_format"]["inputs"]["image"]
+        fmt["channel_def"] = {"0": CHANNEL_NAMES[modality]}
+        metadata["student_modality"] = modality
+        metadata["name"] = f"{metadata.get('name', name)}, {CHANNEL_NAMES[modality]}"
+
+    output = Path(output)
+    target = output if output.suffix == ".zip" else output / f"{name}.zip"
+    with tempfile.TemporaryDirectory(prefix="kd_package_") as tmp:
+        stage = Path(tmp) / name
+        (stage / "configs").mkdir(parents=True)
+        (stage / "models").mkdir()
+        for fname, cfg in flat.items():
+            (stage / "configs" / fname).write_text(json.dumps(cfg, indent=4) + "\n")
+        (stage / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
+        for extra in ("logging.conf",):
+            if (configs / extra).is_file():
+                shutil.copyfile(configs / extra, stage / "configs" / extra)
+        if (bundle / "docs").is_dir():
+            shutil.copytree(bundle / "docs", stage / "docs")
+        if (bundle / "LICENSE").is_file():
+            shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
+
+        # the weights must load strictly into the packaged network definition
+        inference_cfg = stage / "configs" / "inference.json"
+        parser = ConfigParser()
+        parser.read_config(str(inference_cfg))
+        parser["bundle_root"] = str(stage)
+        with _cwd(stage):
+            network = parser.get_parsed_content("network_def", instantiate=True)
+        try:
+            network = load_network(network, ckpt, what="checkpoint")
+        except InputError as e:
+            raise InputError(
+                f"{e} Package with the settings it was trained with: --config-file OVERLAY (e.g. "
+                f"bundles/teacher/configs/unet.json) or --override init_filters=N."
+            ) from None
+        torch.save(network.state_dict(), stage / "models" / "model.pt")
+
+        verify_bundle_metadata(stage / "configs" / "metadata.json", shown_as=configs / "metadata.json")
+        missing = _missing_properties(inference_cfg, "infer")
+        if "train.json" in flat:
+            missing += _missing_properties(stage / "configs" / "train.json", "train")
+        if missing:
+            raise InputError(f"'{configs}' lacks the bundle properties MONAI requires: {', '.join(missing)}.")
+
+        large = [("models/model.pt", stage / "models" / "model.pt")]
+        if torchscript:
+            ts_file = _export_torchscript(stage, network)
+            large.append(("models/model.ts", ts_file))
+        lines = ["# Weights shipped beside the configs; `python -m monai.bundle download` fetches them from url.", ""]
+        lines.append("large_files:")
+        for rel, path in large:
+            lines += [
+                f'  - path: "{rel}"',
+                f'    url: "{weights_url.rstrip("/") + "/" + Path(rel).name if weights_url else ""}"',
+                f'    hash_val: "{_md5(path)}"',
+                '    hash_type: "md5"',
+            ]
+        (stage / "large_files.yml").write_text("\n".join(lines) + "\n")
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                for f in sorted(stage.rglob("*")):
+                    if f.is_file():
+                        z.write(f, f.relative_to(stage.parent).as_posix())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    print(f"wrote {target} ({name}; {'student ' + modality if is_student else 'teacher'}) in {time.time() - t0:.1f} s")
+    return target
+
+
+def _missing_properties(config_file: Path, workflow_type: str) -> list[str]:
+    """Required ids of MONAI's bundle properties (``monai.bundle.properties``) absent from ``config_file``."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.properties import InferProperties, MetaProperties, TrainProperties
+    from monai.utils import BundleProperty, BundlePropertyConfig
+
+    props = {**(TrainProperties if workflow_type == "train" else InferProperties)}
+    props = {k: v for k, v in props.items() if k not in MetaProperties}
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    return [
+        f"{config_file.name}:{p[BundlePropertyConfig.ID]}"
+        for p in props.values()
+        if p.get(BundleProperty.REQUIRED, False) and p[BundlePropertyConfig.ID] not in parser
+    ]
+
+
+def student_modality_in(name: str) -> bool:
+    """Whether a bundle name already ends with a modality (``..._t2``)."""
+    from kd_components.data.datalist import MODALITY_ALIASES
+
+    return name.rsplit("_", 1)[-1].lower() in MODALITY_ALIASES
+
+
+def _export_torchscript(stage: Path, network) -> Path:
+    """``monai.bundle ckpt_export`` of ``network_def`` into ``models/model.ts``, checked against ``network``."""
+    from monai.bundle import ckpt_export
+
+    ts_file = stage / "models" / "model.ts"
+    with _cwd(stage):
+        ckpt_export(
+            net_id="network_def",
+            filepath=str(ts_file),
+            ckpt_file=str(stage / "models" / "model.pt"),
+            meta_file=str(stage / "configs" / "metadata.json"),
+            config_file=str(stage / "configs" / "inference.json"),
+            bundle_root=str(stage),
+        )
+    in_channels = json.loads((stage / "configs" / "metadata.json").read_text())["network_data_format"]["inputs"][
+        "image"
+    ]["num_channels"]
+    diff = _check_torchscript(ts_file, network, int(in_channels))
+    if diff > 1e-4:
+        raise InputError(f"TorchScript export '{ts_file.name}' differs from the eager network by {diff:.2e}.")
+    return ts_file
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kd_components.package", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/teacher or bundles/student_kd")
+    p.add_argument("--output", required=True, help="folder for NAME.zip, or a .zip path")
+    p.add_argument("--ckpt", help="weights to ship (default <bundle>/models/model.pt)")
+    p.add_argument("--name", help="bundle name: the zip's top folder and the model's name in MONAI Label")
+    p.add_argument(
+        "--config-file",
+        action="append",
+        default=[],
+        help="overlay the weights were trained with (repeatable), e.g. bundles/teacher/configs/unet.json",
+    )
+    p.add_argument("--override", action="append", default=[], help="ID=VALUE set in the packaged configs")
+    p.add_argument("--student-modality", help="modality the student was trained on (student bundles)")
+    p.add_argument("--no-torchscript", action="store_true", help="skip the models/model.ts export")
+    p.add_argument("--weights-url", default="", help="URL prefix where the weights will be published")
+    p.add_argument("--version", help="bundle version to record in metadata.json")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides = dict(_parse_override(o) for o in args.override)
+        package_bundle(
+            args.bundle,
+            args.output,
+            ckpt=args.ckpt,
+            name=args.name,
+            config_files=args.config_file,
+            overrides=overrides,
+            student_modality=args.student_modality,
+            torchscript=not args.no_torchscript,
+            weights_url=args.weights_url,
+            version=args.version,
+        )
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""A real MONAI Label server (monailabel 0.8.5, its ``monaibundle`` sample app) serves the packaged teacher and
+student bundles on 127.0.0.1.
+
+MONAI Label runs in its own virtual environment (numpy < 2, torch 2.14.1 + torchvision 0.29.1), made by
+``scripts/setup_monailabel.sh`` the first time (about 5 minutes, from package registries) and reused afterwards;
+``KD_MONAILABEL_VENV`` points at another one. The server is stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from monai.networks.nets import SegResNet
+
+from kd_components.data import find_cases, stack_case
+from kd_components.package import package_bundle
+
+VENV = Path(os.environ.get("KD_MONAILABEL_VENV", REPO / ".venv-monailabel"))
+BRATS_LABELS = {0, 1, 2, 4}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sample_app(venv: Path) -> Path:
+    """The ``monaibundle`` app shipped with the wheel (under the venv prefix or in site-packages)."""
+    found = sorted(venv.glob("monailabel/sample-apps/monaibundle")) + sorted(
+        venv.glob("lib/python*/site-packages/monailabel/sample-apps/monaibundle")
+    )
+    assert found, f"monaibundle sample app not found in {venv}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def monailabel_venv() -> Path:
+    res = subprocess.run(
+        ["bash", str(REPO / "scripts" / "setup_monailabel.sh"), str(VENV)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert res.returncode == 0, f"MONAI Label venv setup failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+    return VENV
+
+
+@pytest.fixture(scope="module")
+def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
+    """Start the server with both packaged bundles; yield (base url, studies folder, app folder); stop it by PID."""
+    tmp = tmp_path_factory.mktemp("monailabel")
+    app = tmp / "app"
+    shutil.copytree(_sample_app(monailabel_venv), app)
+    (app / "model").mkdir(exist_ok=True)
+    student_ckpt = tmp / "student.pt"
+    torch.manual_seed(0)
+    net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=8, in_channels=1, out_channels=3)
+    torch.save(net.state_dict(), student_ckpt)
+    zips = [
+        package_bundle(REPO / "bundles" / "teacher", tmp / "dist", ckpt=teacher_ckpt, torchscript=False),
+        package_bundle(
+            REPO / "bundles" / "student_kd",
+            tmp / "dist",
+            ckpt=student_ckpt,
+            overrides={"init_filters": 8},
+            student_modality="t2",
+            torchscript=False,
+        ),
+    ]
+    for z in zips:
+        with zipfile.ZipFile(z) as f:
+            f.extractall(app / "model")
+    studies = tmp / "studies"
+    studies.mkdir()
+    case = find_cases(tiny_phantom)[-1]
+    stack_case(case.folder, studies / "case_stack.nii.gz")
+    shutil.copyfile(case.files["t2"], studies / "case_t2.nii.gz")
+
+    port = _free_port()
+    log = (tmp / "server.log").open("w")
+    env = {**os.environ, "PATH": f"{monailabel_venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": ""}
+    cmd = [
+        str(monailabel_venv / "bin" / "monailabel"),
+        "start_server",
+        "--app",
+        str(app),
+        "--studies",
+        str(studies),
+        "--conf",
+        "models",
+        "brats_kdnet_teacher,brats_kdnet_student_t2",
+        "--conf",
+        "zoo_source",
+        "local",
+        "--conf",
+        "sam2",
+        "false",
+        "--conf",
+        "skip_trainers",
+        "true",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert proc.poll() is None, (
+                f"server exited ({proc.returncode}):\n{(tmp / 'server.log').read_text()[-3000:]}"
+            )
+            try:
+                with urllib.request.urlopen(f"{url}/info/", timeout=5) as r:
+                    info = json.loads(r.read())
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.time() < deadline, f"no /info/ after 300 s:\n{(tmp / 'server.log').read_text()[-3000:]}"
+                time.sleep(2)
+        yield url, studies, app, info, case
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+    assert proc.poll() is not None, "server still running after its stop"
+
+
+def _infer(url: str, model: str, image: str, out: Path) -> Path:
+    req = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=image", method="POST")
+    with urllib.request.urlopen(req, timeout=600) as r:
+        assert r.status == 200
+        out.write_bytes(r.read())
+    return out
+
+
+def test_info_lists_both_bundles(served):
+    _, _, _, info, _ = served
+    assert {"brats_kdnet_teacher", "brats_kdnet_student_t2"} <= set(info["models"])
+    assert info["models"]["brats_kdnet_student_t2"]["type"] == "segmentation"
+
+
+def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path):
+    url, studies, app, _, _ = served
+    out = _infer(url, "brats_kdnet_student_t2", "case_t2", tmp_path / "student.nii.gz")
+    pred, ref = nib.load(out), nib.load(studies / "case_t2.nii.gz")
+    labels = np.asarray(pred.dataobj)
+    assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+    assert set(np.unique(labels).tolist()) <= BRATS_LABELS
+    # the same bundle run by MONAI itself (this venv, monai 1.6.1) gives the same label map
+    from monai.bundle import ConfigWorkflow
+
+    bundle = app / "model" / "brats_kdnet_student_t2"
+    wf = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "inference.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type="infer",
+        bundle_root=str(bundle),
+        output_dir=str(tmp_path / "own"),
+        input_image=str(studies / "case_t2.nii.gz"),
+        num_workers=0,
+        device="cpu",
+    )
+    wf.initialize()
+    wf.run()
+    own = np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
+    assert (own == labels).mean() > 0.999
+
+
+def test_served_teacher_reads_stacked_four_channel_image(served, tmp_path):
+    url, studies, _, _, case = served
+    out = _infer(url, "brats_kdnet_teacher", "case_stack", tmp_path / "teacher.nii.gz")
+    pred, ref = nib.load(out), nib.load(case.files["t1ce"])
+    labels = np.asarray(pred.dataobj)
+    assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+    assert set(np.unique(labels).tolist()) <= BRATS_LABELS
+
+
+def test_unknown_image_is_an_error_not_a_label(served):
+    url, _, _, _, _ = served
+    with pytest.raises(urllib.error.HTTPError):
+        _infer(url, "brats_kdnet_teacher", "no_such_image", Path(os.devnull))

@@ -1,0 +1,260 @@
+"""Deployment: bundle metadata against the shipped schema, verify_net_in_out, TorchScript export, the packaging
+command and its refusals, and MONAI Label's training overrides on the student bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+from conftest import REPO
+from monai.bundle import ConfigParser
+from monai.networks.nets import SegResNet
+
+from kd_components.errors import InputError
+from kd_components.package import SCHEMA_PATH, package_bundle, verify_bundle_metadata
+
+BUNDLES = {"teacher": REPO / "bundles" / "teacher", "student_kd": REPO / "bundles" / "student_kd"}
+
+
+def _segresnet(in_channels: int, init_filters: int = 8) -> SegResNet:
+    return SegResNet(
+        blocks_down=[1, 2, 2, 4],
+        blocks_up=[1, 1, 1],
+        init_filters=init_filters,
+        in_channels=in_channels,
+        out_channels=3,
+        dropout_prob=0.2,
+    )
+
+
+def _bundle_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def student_ckpt(tmp_path_factory):
+    """An (untrained) init-8 student saved as MONAI's CheckpointSaver does: ``{"model": state_dict}``."""
+    path = tmp_path_factory.mktemp("student_ckpt") / "model.pt"
+    torch.manual_seed(0)
+    torch.save({"model": _segresnet(1).state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("bundle", ["teacher", "student_kd"])
+def test_verify_metadata_offline_with_shipped_schema(bundle, tmp_path):
+    schema = tmp_path / "schema.json"
+    shutil.copyfile(SCHEMA_PATH, schema)
+    res = _bundle_cli(
+        "verify_metadata", "--meta_file", str(BUNDLES[bundle] / "configs" / "metadata.json"), "--filepath", str(schema)
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "metadata is verified with no error" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("field", ["monai_version", "network_data_format#outputs#pred#channel_def"])
+def test_ill_metadata_missing_field_fails_schema(field, tmp_path):
+    meta = json.loads((BUNDLES["teacher"] / "configs" / "metadata.json").read_text())
+    node = meta
+    *parents, last = field.split("#")
+    for p in parents:
+        node = node[p]
+    del node[last]
+    bad = tmp_path / "metadata.json"
+    bad.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=f"'{last}' is a required property"):
+        verify_bundle_metadata(bad)
+
+
+@pytest.mark.parametrize("bundle,in_channels", [("teacher", 4), ("student_kd", 1)])
+def test_verify_net_in_out(bundle, in_channels):
+    configs = BUNDLES[bundle] / "configs"
+    res = _bundle_cli(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--config_file",
+        str(configs / "inference.json"),
+        "--device",
+        "cpu",
+        "--n",
+        "4",
+        "--init_filters",
+        "8",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "data shape of network is verified with no error" in res.stdout + res.stderr
+
+
+def test_ckpt_export_torchscript_matches_eager(teacher_ckpt, tmp_path):
+    configs = BUNDLES["teacher"] / "configs"
+    ts = tmp_path / "model.ts"
+    res = _bundle_cli(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        str(teacher_ckpt),
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--config_file",
+        str(configs / "inference.json"),
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    eager = _segresnet(4, init_filters=16)
+    eager.load_state_dict(torch.load(teacher_ckpt, weights_only=True))
+    eager.eval()
+    scripted = torch.jit.load(str(ts)).eval()
+    x = torch.randn(1, 4, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), eager(x), rtol=1e-4, atol=1e-5)
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(ts), _extra_files=extra)
+    assert json.loads(extra["metadata.json"])["network_data_format"]["inputs"]["image"]["num_channels"] == 4
+
+
+def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
+    out = package_bundle(BUNDLES["teacher"], tmp_path, ckpt=teacher_ckpt, weights_url="https://example.org/w")
+    assert out == tmp_path / "brats_kdnet_teacher.zip"
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        z.extractall(tmp_path / "unzipped")
+    root = tmp_path / "unzipped" / "brats_kdnet_teacher"
+    for rel in ("configs/metadata.json", "configs/inference.json", "configs/train.json", "models/model.pt"):
+        assert f"brats_kdnet_teacher/{rel}" in names
+    assert {"brats_kdnet_teacher/models/model.ts", "brats_kdnet_teacher/large_files.yml"} <= names
+    for cfg in (root / "configs").glob("*.json"):
+        assert '"%' not in cfg.read_text(), f"{cfg.name} still holds a % macro"
+    assert json.loads((root / "configs" / "inference.json").read_text())["bundle_root"] == "."
+    shipped = torch.load(root / "models" / "model.pt", weights_only=True)
+    original = torch.load(teacher_ckpt, weights_only=True)
+    assert shipped.keys() == original.keys() and all(torch.equal(shipped[k], original[k]) for k in shipped)
+    large = (root / "large_files.yml").read_text()
+    assert 'url: "https://example.org/w/model.pt"' in large and 'hash_type: "md5"' in large
+    verify_bundle_metadata(root / "configs" / "metadata.json")
+
+
+def test_package_student_writes_trained_modality(student_ckpt, tmp_path):
+    out = package_bundle(
+        BUNDLES["student_kd"],
+        tmp_path,
+        ckpt=student_ckpt,
+        student_modality="t2f",
+        overrides={"init_filters": 8},
+        torchscript=False,
+    )
+    assert out.name == "brats_kdnet_student_flair.zip"
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path)
+        assert not any(n.endswith("model.ts") for n in z.namelist())
+    root = tmp_path / "brats_kdnet_student_flair" / "configs"
+    meta = json.loads((root / "metadata.json").read_text())
+    assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {"0": "FLAIR"}
+    for name in ("inference.json", "train.json"):
+        cfg = json.loads((root / name).read_text())
+        assert cfg["student_modality"] == "flair" and cfg["init_filters"] == 8
+    # the flattened training config parses without the repository's teacher config around it
+    parser = ConfigParser()
+    parser.read_config(str(root / "train.json"))
+    assert parser.get_parsed_content("student_channel") == 3
+
+
+def test_ill_package_missing_model_pt(tmp_path):
+    bundle = tmp_path / "teacher"
+    shutil.copytree(BUNDLES["teacher"], bundle, ignore=shutil.ignore_patterns("*.pt", "*.ts", "eval", "logs"))
+    res = subprocess.run(
+        [sys.executable, "-m", "kd_components.package", "--bundle", str(bundle), "--output", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: '{bundle / 'models' / 'model.pt'}' does not exist: train the bundle first (python -m monai.bundle "
+        f"run training --config_file {bundle / 'configs' / 'train.json'}) or pass --ckpt with the trained weights."
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_ill_package_checkpoint_not_matching_network_def(tmp_path):
+    wrong = tmp_path / "student_as_teacher.pt"
+    torch.save(_segresnet(1).state_dict(), wrong)
+    with pytest.raises(InputError, match=r"does not fit SegResNet: .*convInit\.conv\.weight: file \(8, 1, 3, 3, 3\)"):
+        package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=wrong)
+    assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir()), "no zip, no partial zip"
+
+
+def _monailabel_overrides(bundle_root, images, labels):
+    """What MONAI Label's BundleTrainTask passes to ``monai.bundle.run`` (monailabel 0.8.5, tasks/train/bundle.py)."""
+    items = [{"image": str(i), "label": str(lab)} for i, lab in zip(images, labels)]
+    raw = ConfigParser.load_config_file(bundle_root / "configs" / "train.json")
+    return {
+        "bundle_root": str(bundle_root),
+        "train#trainer#max_epochs": 1,
+        "train#dataset#data": items[:-1],
+        "device": "cpu",
+        "train#handlers": raw["train"]["handlers"],
+        "validate#dataset#data": items[-1:],
+    }
+
+
+@pytest.fixture(scope="module")
+def packaged_student(teacher_ckpt, student_ckpt, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ml_student")
+    overrides = {"init_filters": 8, "teacher_ckpt": str(teacher_ckpt)}
+    zipped = package_bundle(BUNDLES["student_kd"], tmp, ckpt=student_ckpt, torchscript=False, overrides=overrides)
+    with zipfile.ZipFile(zipped) as z:
+        z.extractall(tmp)
+    return tmp / "brats_kdnet_student_t1ce"
+
+
+def _monailabel_train(bundle_src, tmp_path, images, labels):
+    """Train a copy of ``bundle_src`` the way MONAI Label does: its overrides, run id ``run``, no initialize id."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_src, bundle)
+    wf = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "train.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        init_id=None,
+        final_id=None,
+        run_id="run",
+        workflow_type="train",
+        roi_size=[32, 32, 32],
+        num_workers=0,
+        learning_rate=1e-3,
+        **_monailabel_overrides(bundle, images, labels),
+    )
+    wf.initialize()
+    wf.run()
+    return wf, bundle
+
+
+def test_monailabel_training_of_kd_student_with_stacked_images(packaged_student, tiny_phantom, tmp_path):
+    from kd_components.data import find_cases, stack_case
+
+    cases = find_cases(tiny_phantom)[:3]
+    stacked = [stack_case(c.folder, tmp_path / f"{c.name}.nii.gz") for c in cases]
+    wf, bundle = _monailabel_train(packaged_student, tmp_path, stacked, [c.files["seg"] for c in cases])
+    metrics = wf.parser.get_parsed_content("train#trainer").state.metrics
+    assert metrics["train_loss_kd"] > 0 and metrics["train_loss_feat"] > 0, "the teacher handler survived"
+    assert (bundle / "models" / "model_final.pt").is_file()
+
+
+def test_ill_monailabel_training_with_one_modality_images(packaged_student, tiny_phantom, tmp_path):
+    from kd_components.data import find_cases
+
+    cases = find_cases(tiny_phantom)[:3]
+    with pytest.raises(InputError, match=r"'image' has 1 channel\(s\).*MONAI Label's trainer hands the one image"):
+        _monailabel_train(packaged_student, tmp_path, [c.files["t1ce"] for c in cases], [c.files["seg"] for c in cases])
