@@ -199,3 +199,13 @@ def test_ill_shapes_print_both():
         r"\(1, 16, 2, 2, 2\)",
     ):
         FeatureDistillationLoss("l2")(torch.zeros(1, 8, 2, 2, 2), torch.zeros(1, 16, 2, 2, 2))
+
+
+@pytest.mark.parametrize("margin", [1, 2, 4])
+def test_tumour_neighbourhood_separable_dilation_equals_cube(margin):
+    torch.manual_seed(margin)
+    teacher = torch.randn(2, 3, 20, 17, 13) - 2.0
+    target = (torch.rand(2, 3, 20, 17, 13) > 0.98).float()
+    fg = (teacher[:, 1:2] > 0) | (target[:, 1:2] > 0.5)
+    cube = torch.nn.functional.max_pool3d(fg.float(), 2 * margin + 1, stride=1, padding=margin) > 0
+    assert torch.equal(tumour_neighbourhood(target, teacher, margin=margin), cube)

@@ -244,6 +244,11 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
         return [f"case '{name}': 'image' must list {n_channels} modality file(s) (T1c, T1, T2, FLAIR), got {images!r}"]
     files = [("image", p) for p in images] + ([("label", entry["label"])] if "label" in entry else [])
     problems, shapes = [], {}
+    if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():
+        problems.append(
+            f"case '{name}': cached teacher logits '{base / entry['teacher_logits']}' do not exist (write them "
+            f"with 'python -m kd_components.cache')"
+        )
     for role, rel in files:
         path = base / rel
         if not path.is_file():
@@ -321,7 +326,7 @@ def load_datalist(
 
 def _join(item: dict, base: Path) -> dict:
     out = dict(item)
-    for key in ("image", "label"):
+    for key in ("image", "label", "teacher_logits"):
         if key in out:
             v = out[key]
             out[key] = (
