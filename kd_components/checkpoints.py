@@ -12,7 +12,7 @@ from torch import nn
 
 from kd_components.errors import InputError
 
-__all__ = ["is_torchscript", "load_state_dict_file", "load_network"]
+__all__ = ["is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network"]
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
@@ -86,3 +86,24 @@ def load_network(network: nn.Module, path: str | os.PathLike, what: str = "check
         )
     network.load_state_dict(state)
     return network
+
+
+def last_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "last") -> str:
+    """The newest interval checkpoint (``<prefix>_checkpoint_epoch=N.pt``) in ``ckpt_dir``, for ``--resume true``.
+
+    Raises:
+        InputError: no such checkpoint (nothing to resume from).
+    """
+    import re
+
+    found = []
+    for p in Path(ckpt_dir).glob(f"{prefix}_checkpoint_epoch=*.pt"):
+        m = re.search(r"epoch=(\d+)\.pt$", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    if not found:
+        raise InputError(
+            f"--resume true but '{ckpt_dir}' holds no '{prefix}_checkpoint_epoch=N.pt' (one is written after every "
+            f"epoch): start without --resume, or point --bundle_root / --ckpt_dir at the interrupted run."
+        )
+    return str(max(found)[1])
