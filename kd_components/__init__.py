@@ -7,8 +7,8 @@ Modules: ``data`` (phantom, datalists), ``transforms`` (BraTS labels <-> regions
 
 from __future__ import annotations
 
-from kd_components import checks, data, distributed
+from kd_components import checkpoints, checks, data, distributed, runinfo
 from kd_components.errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "checks", "data", "distributed", "__version__"]
+__all__ = ["InputError", "checkpoints", "checks", "data", "distributed", "runinfo", "__version__"]

@@ -12,7 +12,7 @@ from torch import nn
 
 from kd_components.errors import InputError
 
-__all__ = ["is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network"]
+__all__ = ["is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network", "resume_checkpoint"]
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
@@ -86,6 +86,17 @@ def load_network(network: nn.Module, path: str | os.PathLike, what: str = "check
         )
     network.load_state_dict(state)
     return network
+
+
+def resume_checkpoint(ckpt_dir: str | os.PathLike, resume) -> str | None:
+    """The checkpoint to resume from when ``resume`` is true (``--resume true`` arrives as a string), else None.
+
+    Raises:
+        InputError: ``resume`` is not a boolean, or true with no checkpoint to resume from.
+    """
+    from kd_components.checks import as_bool
+
+    return last_checkpoint(ckpt_dir) if as_bool(resume, "resume") else None
 
 
 def last_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "last") -> str:

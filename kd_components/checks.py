@@ -5,7 +5,7 @@ from __future__ import annotations
 from kd_components.errors import InputError
 from kd_components.losses import REGIONS, FeatureDistillationLoss
 
-__all__ = ["check_distillation_settings"]
+__all__ = ["as_bool", "check_distillation_settings"]
 
 
 def check_distillation_settings(
@@ -40,3 +40,19 @@ def check_distillation_settings(
         raise InputError(
             f"--feature_distance {feature_distance!r}: use one of {', '.join(FeatureDistillationLoss.DISTANCES)}."
         )
+
+
+def as_bool(value, name: str) -> bool:
+    """A boolean setting from a config or the command line, where ``--flag false`` arrives as the string 'false'.
+
+    Raises:
+        InputError: a value that is not a boolean, 0/1 or true/false/yes/no (any case).
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InputError(f"--{name} is {value!r}: give true or false.")

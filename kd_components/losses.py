@@ -121,7 +121,9 @@ class _OutputKD(_Loss):
             raise ValueError(f"region must be one of {REGIONS}, got '{region}'.")
         if int(margin) < 0:
             raise ValueError(f"margin must be >= 0 voxels, got {margin}.")
-        self.region, self.margin, self.balanced = region, int(margin), bool(balanced)
+        from kd_components.checks import as_bool  # (checks imports this module)
+
+        self.region, self.margin, self.balanced = region, int(margin), as_bool(balanced, "kd_balanced")
 
 
 class SigmoidKLDivLoss(_OutputKD):

@@ -209,3 +209,18 @@ def test_tumour_neighbourhood_separable_dilation_equals_cube(margin):
     fg = (teacher[:, 1:2] > 0) | (target[:, 1:2] > 0.5)
     cube = torch.nn.functional.max_pool3d(fg.float(), 2 * margin + 1, stride=1, padding=margin) > 0
     assert torch.equal(tumour_neighbourhood(target, teacher, margin=margin), cube)
+
+
+@pytest.mark.parametrize(
+    "given,expected", [("false", False), ("False", False), ("0", False), ("true", True), (True, True)]
+)
+def test_balanced_flag_from_the_command_line(given, expected):
+    # `--kd_balanced false` reaches the config as the string 'false', which bool() would call True
+    assert SigmoidKLDivLoss(balanced=given).balanced is expected
+
+
+def test_ill_balanced_flag():
+    from kd_components.errors import InputError
+
+    with pytest.raises(InputError, match="--kd_balanced is 'maybe': give true or false."):
+        SigmoidKLDivLoss(balanced="maybe")

@@ -231,10 +231,14 @@ def _header_shape(path: Path) -> tuple[int, ...]:
 
 
 def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -> list[str]:
-    """Problems of one datalist entry (empty list when it is usable): files exist, headers read, shapes agree.
+    """Problems of one datalist entry (empty list when it is usable), each with the file and how to fix it.
 
-    Only headers are read (no voxel data), so checking a whole BraTS training set takes seconds.
+    Every voxel is read (``kd_components.data.validate.case_problems``): missing or unreadable files, shapes or
+    affines that differ, NaN/Inf voxels, empty modalities, label values outside the case's convention. Clean cases
+    are remembered by path, size and modification time, so a second run re-reads only what changed.
     """
+    from kd_components.data.validate import case_problems
+
     base = Path(base_dir)
     name = entry.get("case") or entry.get("label") or "?"
     images = entry.get("image")
@@ -242,29 +246,14 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
         images = [images]
     if not isinstance(images, list) or len(images) != n_channels:
         return [f"case '{name}': 'image' must list {n_channels} modality file(s) (T1c, T1, T2, FLAIR), got {images!r}"]
-    files = [("image", p) for p in images] + ([("label", entry["label"])] if "label" in entry else [])
-    problems, shapes = [], {}
+    problems = []
     if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():
         problems.append(
             f"case '{name}': cached teacher logits '{base / entry['teacher_logits']}' do not exist (write them "
             f"with 'python -m kd_components.cache')"
         )
-    for role, rel in files:
-        path = base / rel
-        if not path.is_file():
-            problems.append(f"case '{name}': {role} file '{path}' does not exist")
-            continue
-        if path.suffix in (".nii", ".gz"):
-            try:
-                shapes[str(path)] = _header_shape(path)
-            except Exception as e:  # noqa: BLE001 - any reader failure means the same for the user
-                problems.append(f"case '{name}': {role} file '{path}' cannot be read ({type(e).__name__}: {e})")
-    if len(set(shapes.values())) > 1:
-        detail = ", ".join(f"{Path(p).name} {s}" for p, s in shapes.items())
-        problems.append(
-            f"case '{name}': modalities and label differ in shape ({detail}); they must be co-registered on one grid"
-        )
-    return problems
+    label = base / entry["label"] if "label" in entry else None
+    return problems + case_problems(str(name), [base / p for p in images], label, entry.get("label_convention"))
 
 
 def load_datalist(
@@ -319,8 +308,8 @@ def load_datalist(
         elif check:
             problems.extend(check_entry(item, base, n_channels))
     if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise InputError(f"datalist '{path}', split '{data_list_key}': " + "; ".join(problems[:5]) + more)
+        count = f"{len(problems)} problem(s)"
+        raise InputError(f"datalist '{path}', split '{data_list_key}', {count}: " + "; ".join(problems))
     return [_join(item, base) for item in items]
 
 
