@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -94,6 +95,7 @@ class TeacherInferenceHandler:
         self.amp = amp
         self.protected_dirs = [Path(d) for d in protected_dirs]
         self.hook: FeatureHook | None = None
+        self.seconds: list[float] = []
         self.device = torch.device("cpu")
         self.logger = logging.getLogger(self.__class__.__name__)
         if not self.checkpoint.is_file():
@@ -182,10 +184,12 @@ class TeacherInferenceHandler:
         image = image.to(self.device, non_blocking=True)
         batch[self.image_key] = image  # the student's prepare_batch slices its channel from the same tensor
         self.teacher.eval()
+        start = time.perf_counter()
         with torch.no_grad(), torch.autocast("cuda", enabled=self.amp and self.device.type == "cuda"):
             logits = _first(self.teacher(image))
         features = self.hook.pop() if self.hook is not None else None
         self.loss.set_teacher_outputs(logits.float(), None if features is None else features.float())
+        self.seconds.append(time.perf_counter() - start)  # the teacher's cost per iteration (the benchmark reads it)
 
 
 class CachedTeacherHandler:

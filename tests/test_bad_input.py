@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_workflow
 
 from kd_components.data import load_datalist
 from kd_components.errors import InputError
@@ -149,25 +149,14 @@ def _env():
 
 def test_images_smaller_than_the_crop_are_padded(tiny_phantom, tmp_path):
     """32^3 images, 48^3 crops: training pads instead of failing."""
-    from monai.bundle import ConfigWorkflow
-
-    configs = REPO / "bundles" / "teacher" / "configs"
-    wf = ConfigWorkflow(
-        config_file=str(configs / "train.json"),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        run_id="training",
+    run_workflow(
+        REPO / "bundles" / "teacher" / "configs" / "train.json",
         bundle_root=str(tmp_path / "teacher"),
         dataset_dir=str(tiny_phantom),
         roi_size=[48, 48, 48],
-        num_workers=0,
-        device="cpu",
         epochs=1,
         init_filters=8,
     )
-    wf.initialize()
-    wf.run()
     assert (tmp_path / "teacher" / "models" / "model_final.pt").is_file()
 
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
-from monai.bundle import ConfigParser, ConfigWorkflow
+from conftest import REPO, run_workflow
+from monai.bundle import ConfigParser
 from monai.transforms import Compose, RandCropByPosNegLabeld, SpatialPadd
 
 from kd_components.cache import cache_teacher_logits
@@ -128,24 +128,16 @@ class _repo_cwd:
 
 
 def test_student_trains_from_cached_logits(cached, full_fov, tmp_path):
-    wf = ConfigWorkflow(
-        config_file=[str(STUDENT / "train.json"), str(STUDENT / "cached_teacher.json")],
-        meta_file=str(STUDENT / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        run_id="training",
+    wf = run_workflow(
+        [STUDENT / "train.json", STUDENT / "cached_teacher.json"],
         bundle_root=str(tmp_path / "student"),
         dataset_dir=str(full_fov),
         data_list_file_path=str(cached),
         teacher_ckpt=str(tmp_path / "never_read.pt"),
         roi_size=ROI,
-        num_workers=0,
-        device="cpu",
         epochs=1,
         learning_rate=1e-3,
     )
-    wf.initialize()
-    wf.run()
     handler = wf.parser.get_parsed_content("train#kd_handlers")[0]
     assert isinstance(handler, CachedTeacherHandler)
     metrics = wf.parser.get_parsed_content("train#trainer").state.metrics

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
-from monai.bundle import ConfigWorkflow
+from conftest import REPO, run_workflow
 
 from kd_components.checkpoints import last_checkpoint
 from kd_components.errors import InputError
@@ -94,24 +93,15 @@ def _first_losses(tiny_phantom, tmp_path, name):
     from probes import RecordBatches  # noqa: F401 - imported by the config below
 
     folder = tmp_path / name
-    wf = ConfigWorkflow(
-        config_file=str(TEACHER / "train.json"),
-        meta_file=str(TEACHER / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        run_id="training",
+    run_workflow(
+        TEACHER / "train.json",
         bundle_root=str(folder),
         dataset_dir=str(tiny_phantom),
-        roi_size=[32, 32, 32],
-        num_workers=0,
-        device="cpu",
         epochs=1,
         init_filters=8,
         seed=7,
         **{"train#kd_handlers": [{"_target_": "probes.RecordBatches", "folder": str(folder)}]},
     )
-    wf.initialize()
-    wf.run()
     return [json.loads(line)["loss"] for line in (folder / "rank0.jsonl").read_text().splitlines()]
 
 
