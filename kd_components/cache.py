@@ -16,7 +16,6 @@ Files whose stored checkpoint digest matches are reused, so an interrupted run r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_components.checkpoints import file_md5
 from kd_components.errors import InputError
 
 __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
@@ -33,14 +33,6 @@ __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
 CACHE_DATALIST = "datalist_teacher_logits.json"
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_TRAIN = REPO / "bundles" / "teacher" / "configs" / "train.json"
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -133,7 +125,7 @@ def cache_teacher_logits(
     teacher = parser.get_parsed_content("network_def", instantiate=True)
     teacher = load_network(teacher, ckpt, what="--teacher-ckpt").to(torch.device(parser["device"])).eval()
     inferer = parser.get_parsed_content("validate#inferer", instantiate=True)
-    digest = _md5(ckpt)
+    digest = file_md5(ckpt)
     loader = LoadImage(image_only=True, ensure_channel_first=True)
 
     content = json.loads(datalist_path.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -12,7 +13,16 @@ from torch import nn
 
 from kd_components.errors import InputError
 
-__all__ = ["is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network", "resume_checkpoint"]
+__all__ = ["file_md5", "is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network", "resume_checkpoint"]
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """md5 of a file's bytes, read in 1 MiB chunks (checkpoint digests in large_files.yml and the logit cache)."""
+    h = hashlib.md5()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kd_components.checkpoints import file_md5
 from kd_components.errors import InputError
 
 __all__ = ["SCHEMA_PATH", "package_bundle", "verify_bundle_metadata", "flatten_config"]
@@ -105,14 +105,6 @@ def _apply(config: dict, overrides: dict) -> None:
             node[int(parts[-1])] = value
         else:
             node[parts[-1]] = value
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_bundle_metadata(
@@ -293,7 +285,7 @@ def package_bundle(
             lines += [
                 f'  - path: "{rel}"',
                 f'    url: "{weights_url.rstrip("/") + "/" + Path(rel).name if weights_url else ""}"',
-                f'    hash_val: "{_md5(path)}"',
+                f'    hash_val: "{file_md5(path)}"',
                 '    hash_type: "md5"',
             ]
         (stage / "large_files.yml").write_text("\n".join(lines) + "\n")
