@@ -27,6 +27,7 @@ import numpy as np
 
 from kd_components.checkpoints import file_md5
 from kd_components.errors import InputError
+from kd_components.files import atomic_write_text
 
 __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
 
@@ -157,10 +158,7 @@ def cache_teacher_logits(
         "dtype": "float16",
         "splits": list(splits),
     }
-    new = out / CACHE_DATALIST
-    tmp = new.with_name(new.name + ".partial")
-    tmp.write_text(json.dumps(content, indent=4) + "\n")
-    os.replace(tmp, new)
+    new = atomic_write_text(out / CACHE_DATALIST, json.dumps(content, indent=4) + "\n")
     print(f"wrote {new} ({written} case(s) cached, {reused} reused) in {time.time() - t0:.1f} s")
     return new
 

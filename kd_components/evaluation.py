@@ -24,6 +24,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
+from kd_components.files import atomic_write_text
 from kd_components.transforms import REGIONS, regions_to_labels
 
 __all__ = ["HD95_EMPTY_PENALTY", "region_metrics", "summarize", "RegionMetricsWriter"]
@@ -92,12 +93,6 @@ def _spacing(x: torch.Tensor) -> list[float] | None:
         return None
     a = torch.as_tensor(affine, dtype=torch.float64)
     return [float(v) for v in torch.linalg.norm(a[:3, :3], dim=0)]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RegionMetricsWriter:
@@ -169,7 +164,7 @@ class RegionMetricsWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         keys = [k for k in self.rows[0] if k != "case"] if self.rows else []
         lines = [",".join(["case", *keys])] + [",".join([r["case"], *(f"{r[k]:.6g}" for k in keys)]) for r in self.rows]
-        _atomic_write(self.output_dir / "metrics_per_case.csv", "\n".join(lines) + "\n")
+        atomic_write_text(self.output_dir / "metrics_per_case.csv", "\n".join(lines) + "\n")
         summary = {
             "tags": self.tags,
             "conventions": {
@@ -181,7 +176,7 @@ class RegionMetricsWriter:
             "num_cases": len(self.rows),
             "metrics": summarize(self.rows, keys),
         }
-        _atomic_write(self.output_dir / "metrics_summary.json", json.dumps(summary, indent=4) + "\n")
+        atomic_write_text(self.output_dir / "metrics_summary.json", json.dumps(summary, indent=4) + "\n")
         means = ", ".join(f"{k} {v['mean']:.3f}" for k, v in summary["metrics"].items())
         self.logger.info(f"{len(self.rows)} cases evaluated -> {self.output_dir}: {means}")
 

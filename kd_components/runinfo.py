@@ -87,16 +87,11 @@ def resolved_config_from_argv(argv: list[str]) -> dict | None:
 def record_run(output_dir: str | os.PathLike, seed: int) -> Path | None:
     """Log seed and versions; write ``run_record.json`` into ``output_dir`` (rank 0 only). Returns its path."""
     from kd_components.distributed import rank
+    from kd_components.files import atomic_write_text
 
     if int(os.environ.get("RANK", rank())) != 0:
         return None
     info = {"seed": seed, "versions": versions(), "command": [Path(sys.executable).name, *sys.argv]}
     logger.info(f"seed {seed}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     info["config"] = resolved_config_from_argv(sys.argv[1:])
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "run_record.json"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(output_dir) / "run_record.json", json.dumps(info, indent=2, default=str) + "\n")

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_components.data import validate
 from kd_components.errors import InputError
+from kd_components.files import atomic_write_text
 
 __all__ = [
     "TEACHER_CHANNELS",
@@ -188,6 +190,7 @@ def build_datalist(
     entries = [_entry(c, root) for c in cases]
     if check_images:
         problems = [p for e in entries for p in check_entry(e, root)]
+        validate.flush()
         if problems:
             raise InputError(f"{len(problems)} problem(s) in '{root}': " + "; ".join(problems))
     n = len(entries)
@@ -216,12 +219,7 @@ def build_datalist(
 
 def write_datalist(datalist: dict, output: str | os.PathLike) -> Path:
     """Write ``datalist`` as indented JSON (via a temporary file, so a kill never leaves half a file)."""
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(datalist, indent=4) + "\n")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(output, json.dumps(datalist, indent=4) + "\n")
 
 
 def _header_shape(path: Path) -> tuple[int, ...]:
@@ -237,8 +235,6 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
     affines that differ, NaN/Inf voxels, empty modalities, label values outside the case's convention. Clean cases
     are remembered by path, size and modification time, so a second run re-reads only what changed.
     """
-    from kd_components.data.validate import case_problems
-
     base = Path(base_dir)
     name = entry.get("case") or entry.get("label") or "?"
     images = entry.get("image")
@@ -253,7 +249,9 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
             f"with 'python -m kd_components.cache')"
         )
     label = base / entry["label"] if "label" in entry else None
-    return problems + case_problems(str(name), [base / p for p in images], label, entry.get("label_convention"))
+    return problems + validate.case_problems(
+        str(name), [base / p for p in images], label, entry.get("label_convention")
+    )
 
 
 def load_datalist(
@@ -307,6 +305,7 @@ def load_datalist(
             problems.append(f"entry {i} of '{data_list_key}' has no 'image'")
         elif check:
             problems.extend(check_entry(item, base, n_channels))
+    validate.flush()
     if problems:
         count = f"{len(problems)} problem(s)"
         raise InputError(f"datalist '{path}', split '{data_list_key}', {count}: " + "; ".join(problems))

@@ -10,7 +10,8 @@ What is checked, per case (every problem is reported, with the file and how to f
 
 Reading every voxel costs about a second per BraTS case, so cases found clean are remembered in
 ``$XDG_CACHE_HOME/kd_components/validated.json`` (``~/.cache`` by default) by path, size and modification time;
-a changed file is checked again. ``KD_VALIDATION_CACHE=0`` turns the memory off.
+a changed file is checked again. The memory is read once per process and written once per datalist split
+(:func:`flush`). ``KD_VALIDATION_CACHE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LABEL_VALUES", "case_problems"]
+from kd_components.files import atomic_write_text
+
+__all__ = ["LABEL_VALUES", "case_problems", "flush"]
 
 #: allowed label values per convention ("auto": either, never both 3 and 4)
 LABEL_VALUES = {"brats2021": {0, 1, 2, 4}, "brats2023": {0, 1, 2, 3}}
@@ -45,27 +48,34 @@ def _fingerprint(paths: list[Path]) -> str | None:
         return None
 
 
-def _load_cache(path: Path | None) -> set[str]:
-    if path is None or not path.is_file():
-        return set()
-    try:
-        return set(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return set()
+#: clean-case fingerprints per memory file, read once per process; written by :func:`flush`
+_KNOWN: dict[Path, set[str]] = {}
+_DIRTY: set[Path] = set()
 
 
-def _remember(path: Path | None, key: str) -> None:
+def _known(path: Path | None) -> set[str]:
     if path is None:
-        return
-    try:
-        known = _load_cache(path)
-        known.add(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(sorted(known)))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home only costs the re-check next time
+        return set()
+    if path not in _KNOWN:
+        try:
+            _KNOWN[path] = set(json.loads(path.read_text())) if path.is_file() else set()
+        except (OSError, ValueError):
+            _KNOWN[path] = set()
+    return _KNOWN[path]
+
+
+def flush() -> None:
+    """Write the clean cases found since the last call to the memory file (once per split, not per case)."""
+    for path in list(_DIRTY):
+        try:
+            on_disk = set(json.loads(path.read_text())) if path.is_file() else set()
+        except (OSError, ValueError):
+            on_disk = set()
+        try:
+            atomic_write_text(path, json.dumps(sorted(on_disk | _KNOWN[path])))
+        except OSError:
+            pass  # a read-only home only costs the re-check next time
+        _DIRTY.discard(path)
 
 
 def case_problems(name: str, images: list[Path], label: Path | None, convention: str | None = None) -> list[str]:
@@ -84,7 +94,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
     files = [(role, p) for role, p in files if p.is_file()]
     cache = _cache_file()
     key = None if problems else _fingerprint([p for _, p in files])
-    if key is not None and key in _load_cache(cache):
+    if key is not None and key in _known(cache):
         return []
     ref_shape = ref_affine = ref_name = None
     for role, path in files:
@@ -133,6 +143,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
                     f"case '{name}': label '{path}' has value(s) {extra} outside "
                     f"{sorted(allowed) if convention else 'the BraTS conventions'} ({hint}); fix the label map"
                 )
-    if not problems and key is not None:
-        _remember(cache, key)
+    if not problems and key is not None and cache is not None:
+        _known(cache).add(key)
+        _DIRTY.add(cache)
     return problems
