@@ -1,14 +1,51 @@
 """kd_components: multi-modal to mono-modal knowledge distillation (KD-Net) for BraTS, as MONAI Bundle parts.
 
-Modules: ``data`` (phantom, datalists), ``transforms`` (BraTS labels <-> regions), ``losses``, ``handlers``
-(Ignite handlers the bundles reference), ``distributed`` (torchrun helpers), ``cache`` (cached teacher logits),
-``package`` (model-zoo / MONAI Label zips), ``bench``, ``errors`` (the one-line ``InputError``).
+The package has three wings; imports point only from tools to training to the library, never back.
+
+The library (no Ignite engines, raises ``ValueError``):
+
+- ``brats``: the BraTS vocabulary (modalities, channel order, label conventions, regions, file names).
+- ``losses``: ``DistillationLoss`` and its terms (``SigmoidKLDivLoss``, ``SoftmaxKLDivLoss``,
+  ``FeatureDistillationLoss``).
+- ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
+- ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
+- ``evaluation``: Dice / HD95 per case and region, ``RegionMetricsWriter``.
+- ``data``: ``data.datalist`` (find cases, write and load checked datalists), ``data.validate`` (voxel checks,
+  validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI);
+  ``python -m kd_components.data``.
+- ``options`` (``as_bool``), ``files`` (atomic writes, md5), ``errors`` (``InputError``, the one-line error of the
+  config and command-line boundary, and ``command``, the commands' wrapper).
+
+``training``, what the bundle configs reference:
+
+- ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
+- ``training.teacher``: ``load_teacher`` (load, check, freeze).
+- ``training.batch``: ``SelectChannelsBatch`` (the student's channel for its evaluator).
+- ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
+- ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
+- ``training.progress``: ``EpochProgressBar``. ``training.distributed``: torchrun helpers.
+- ``training.runinfo``: ``record_run``. ``training.settings``: the one-line checks of a bundle's settings.
+
+``tools``, commands (``python -m kd_components.tools.NAME``): ``tools.demo``, ``tools.bench``, ``tools.package``,
+``tools.cache`` (teacher logits), ``tools.report``. Every command's ``main`` goes through ``errors.command``, the
+one wrapper that turns an ``InputError`` into its line on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
-from kd_components import checkpoints, checks, data, distributed, runinfo
+import importlib
+
 from kd_components.errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "checkpoints", "checks", "data", "distributed", "runinfo", "__version__"]
+__all__ = ["InputError", "__version__"]
+
+#: modules reachable as attributes (``kd_components.data.load_datalist`` in a bundle's ``$`` expression after
+#: ``$import kd_components``), imported on first use so that ``import kd_components`` stays light.
+_MODULES = ("brats", "data", "errors", "evaluation", "files", "losses", "networks", "options", "training", "transforms")
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"kd_components.{name}")
+    raise AttributeError(f"module 'kd_components' has no attribute '{name}'")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+import functools
+import sys
+from collections.abc import Callable
+
+__all__ = ["InputError", "command"]
 
 
 class InputError(SystemExit):
@@ -24,3 +28,27 @@ class InputError(SystemExit):
 
     def __str__(self) -> str:
         return self.message
+
+
+def command(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Decorate a command's ``main(argv)``: an ``InputError`` becomes its one line on stderr and exit status 1.
+
+    The one wrapper every ``python -m kd_components...`` command uses.
+
+    Example::
+
+        @command
+        def main(argv: list[str] | None = None) -> int:
+            args = parser.parse_args(argv)
+            ...  # raise InputError("--data-dir 'x' does not exist: ...") on bad input
+    """
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        try:
+            return int(main(argv) or 0)
+        except InputError as e:
+            print(e.code, file=sys.stderr)
+            return 1
+
+    return wrapped

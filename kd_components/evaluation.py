@@ -24,8 +24,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
+from kd_components.brats import REGIONS
 from kd_components.files import atomic_write_text
-from kd_components.transforms import REGIONS, regions_to_labels
+from kd_components.transforms import regions_to_labels
 
 __all__ = ["HD95_EMPTY_PENALTY", "region_metrics", "summarize", "RegionMetricsWriter"]
 

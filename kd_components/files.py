@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write_text"]
+__all__ = ["atomic_write_text", "file_md5"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -22,3 +23,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """md5 of a file's bytes, read in 1 MiB chunks (checkpoint digests in large_files.yml and the logit cache)."""
+    h = hashlib.md5()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

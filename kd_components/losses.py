@@ -2,15 +2,13 @@
 
 ``DistillationLoss`` computes
 
-    total = seg_weight * L_seg(student, label)
-          + kd_weight * T^2 * D_T(teacher logits, student logits)      (output term, ``SigmoidKLDivLoss`` ...)
-          + feature_weight * D_feat(student features, teacher features) (``FeatureDistillationLoss``)
+    loss = seg_weight * L_seg(student, label)
+         + kd_weight * T^2 * D_T(teacher logits, student logits)      (output term, ``SigmoidKLDivLoss`` ...)
+         + feature_weight * D_feat(student features, teacher features) (``FeatureDistillationLoss``)
 
-and keeps the value of each term of the last call in ``last_terms`` (``loss_seg``, ``loss_kd``, ``loss_feat``,
-``loss``) for logging. ``SupervisedTrainer`` calls ``loss_function(pred, label)`` only, so the teacher's outputs
-reach the loss through :meth:`DistillationLoss.set_teacher_outputs`, called each iteration by
-``kd_components.handlers.TeacherInferenceHandler``; the student's features are captured by a forward hook on a
-named module of the student (no change to MONAI's network classes).
+and returns every term (``{"loss", "loss_seg", "loss_kd", "loss_feat"}``, as mdistiller's ``forward_train``).
+The losses hold no state: the teacher's outputs are arguments of each call (as in torchdistill), handed over by
+``kd_components.training.DistillationTrainer``, which runs the teacher inside the iteration.
 
 Balance. A KL term averaged over every voxel of a crop is dominated by confident background voxels; at
 ``kd_weight * T^2 >= 2`` it swamps a Dice term and a student learns to predict empty TC and ET. The output
@@ -25,22 +23,27 @@ terms therefore offer two ways to keep the terms comparable, both on by default:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.utils import look_up_option
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
+from kd_components.options import as_bool
+
 __all__ = [
+    "KD_REGIONS",
     "SigmoidKLDivLoss",
     "SoftmaxKLDivLoss",
     "FeatureDistillationLoss",
     "DistillationLoss",
-    "FeatureHook",
     "tumour_neighbourhood",
 ]
 
-REGIONS = ("all", "tumour")
+#: where the output term is averaged: every voxel of the crop, or the tumour neighbourhood.
+KD_REGIONS = ("all", "tumour")
 
 
 def _check_temperature(temperature: float) -> float:
@@ -117,13 +120,10 @@ class _OutputKD(_Loss):
     def __init__(self, temperature: float, region: str, margin: int, balanced: bool):
         super().__init__()
         self.temperature = _check_temperature(temperature)
-        if region not in REGIONS:
-            raise ValueError(f"region must be one of {REGIONS}, got '{region}'.")
+        self.region = look_up_option(region, KD_REGIONS)
         if int(margin) < 0:
             raise ValueError(f"margin must be >= 0 voxels, got {margin}.")
-        from kd_components.checks import as_bool  # (checks imports this module)
-
-        self.region, self.margin, self.balanced = region, int(margin), as_bool(balanced, "kd_balanced")
+        self.margin, self.balanced = int(margin), as_bool(balanced, "balanced")
 
 
 class SigmoidKLDivLoss(_OutputKD):
@@ -223,65 +223,44 @@ class SoftmaxKLDivLoss(_OutputKD):
         return value * t * t
 
 
-class FeatureDistillationLoss(nn.Module):
-    """Distance between student and teacher feature maps, with an optional learnable 1x1x1 adapter.
+class FeatureDistillationLoss(_Loss):
+    """Distance between student and teacher feature maps (the student's after its ``FeatureAdapter``).
 
     Args:
         distance: ``l2`` (mean squared error), ``l1`` (mean absolute error) or ``cosine`` (1 - cosine similarity
             of the channel vectors, averaged over voxels; scale-free).
-        student_channels: channels of the student's feature map (needed for the adapter).
-        teacher_channels: channels of the teacher's feature map.
-        adapter: ``None`` (default) adds a 1x1x1 convolution student -> teacher channels when the two counts
-            differ; ``True`` always adds it, ``False`` never. The adapter trains with the student and is not part
-            of the student network (its checkpoint stays deployable as is).
         normalize: L2-normalise the channel vectors of both maps before ``l2`` / ``l1`` distances.
 
     Raises:
-        ValueError: unknown distance, or an adapter asked for without channel counts; at call, feature shapes
-            that differ (both printed).
+        ValueError: unknown distance; at call, feature shapes that differ (both printed).
     """
 
     DISTANCES = ("l2", "l1", "cosine")
 
-    def __init__(
-        self,
-        distance: str = "cosine",
-        student_channels: int | None = None,
-        teacher_channels: int | None = None,
-        adapter: bool | None = None,
-        normalize: bool = False,
-    ):
+    def __init__(self, distance: str = "cosine", normalize: bool = False):
         super().__init__()
-        if distance not in self.DISTANCES:
-            raise ValueError(f"feature distance must be one of {self.DISTANCES}, got '{distance}'.")
-        self.distance, self.normalize = distance, bool(normalize)
-        self.student_channels, self.teacher_channels = student_channels, teacher_channels
-        differ = student_channels is not None and teacher_channels is not None and student_channels != teacher_channels
-        use_adapter = differ if adapter is None else bool(adapter)
-        if use_adapter and (student_channels is None or teacher_channels is None):
-            raise ValueError("a feature adapter needs student_channels and teacher_channels.")
-        self.adapter = nn.Conv3d(student_channels, teacher_channels, kernel_size=1) if use_adapter else None
+        self.distance = look_up_option(distance, self.DISTANCES)
+        self.normalize = as_bool(normalize, "normalize")
 
     def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            student_features: BCHWD (C = student_channels).
-            teacher_features: BC'HWD (C' = teacher_channels), detached.
+            student_features: BCHWD, already mapped to the teacher's width.
+            teacher_features: BCHWD (detached here).
         """
-        s = self.adapter(student_features) if self.adapter is not None else student_features
-        t = teacher_features.detach().to(s.dtype)
-        if s.shape != t.shape:
+        t = teacher_features.detach()
+        if student_features.shape != t.shape:
             hint = (
-                " (set student_channels and teacher_channels so an adapter bridges them)"
-                if s.shape[1] != t.shape[1] and self.adapter is None
+                ": the widths differ, so pass the student's features through a FeatureAdapter (set feature_channels "
+                "and teacher_feature_channels)"
+                if student_features.shape[1] != t.shape[1]
                 else ""
             )
             raise ValueError(
-                f"FeatureDistillationLoss: student features {tuple(student_features.shape)}"
-                f"{' -> adapter ' + str(tuple(s.shape)) if self.adapter is not None else ''} do not match teacher "
+                f"FeatureDistillationLoss: student features {tuple(student_features.shape)} do not match teacher "
                 f"features {tuple(t.shape)}{hint}."
             )
-        s, t = s.float(), t.float()
+        s, t = student_features.float(), t.float()
         if self.distance == "cosine":
             return (1 - F.cosine_similarity(s, t, dim=1, eps=1e-6)).mean()
         if self.normalize:
@@ -289,59 +268,35 @@ class FeatureDistillationLoss(nn.Module):
         return F.mse_loss(s, t) if self.distance == "l2" else F.l1_loss(s, t)
 
 
-class FeatureHook:
-    """Keeps the output of the module named ``layer`` of ``network`` at each forward pass.
-
-    Works on a network wrapped in ``DistributedDataParallel`` (names are looked up under ``.module`` too).
-
-    Raises:
-        ValueError: no module of that name, listing the top-level names to choose from.
-    """
-
-    def __init__(self, network: nn.Module, layer: str):
-        modules = dict(network.named_modules())
-        if layer not in modules and f"module.{layer}" in modules:
-            layer = f"module.{layer}"
-        if layer not in modules:
-            top = [n for n, _ in network.named_children()]
-            raise ValueError(
-                f"feature layer '{layer}' is not a module of {type(network).__name__}; its top-level modules are "
-                f"{top} (nested names use dots, e.g. 'down_layers.3')."
-            )
-        self.layer = layer
-        self.output: torch.Tensor | None = None
-        self._handle = modules[layer].register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, args, output) -> None:
-        self.output = output[0] if isinstance(output, (tuple, list)) else output
-
-    def pop(self) -> torch.Tensor | None:
-        out, self.output = self.output, None
-        return out
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
 class DistillationLoss(nn.Module):
-    """Supervised loss + output distillation + feature distillation, each with its own weight.
+    """Supervised loss + output distillation + feature distillation, each its own object with its own weight.
 
-    Called by the trainer as ``loss(pred, label)``; the teacher's logits and features of the same batch are
-    handed over before by :meth:`set_teacher_outputs` (``TeacherInferenceHandler`` does this each iteration).
+    Stateless: every input comes as an argument, every term goes back in the returned dict. A weight of 0 switches
+    its term off (it is then neither computed nor needs its inputs), so the baseline is the same loss with
+    ``kd_weight = feature_weight = 0``.
+
+    Example (bundle config)::
+
+        "loss": {
+            "_target_": "kd_components.losses.DistillationLoss",
+            "seg_loss": {"_target_": "DiceLoss", "sigmoid": true, "squared_pred": true},
+            "kd_loss": {"_target_": "kd_components.losses.SigmoidKLDivLoss", "temperature": 2.0},
+            "feature_loss": {"_target_": "kd_components.losses.FeatureDistillationLoss", "distance": "cosine"},
+            "kd_weight": 0.25,
+            "feature_weight": 0.1
+        }
 
     Args:
         seg_loss: supervised loss ``seg_loss(pred, label)``, e.g. ``DiceLoss(sigmoid=True)``.
         kd_loss: output term ``kd_loss(student_logits, teacher_logits, label)`` (``SigmoidKLDivLoss``, with T^2
             inside); ``None`` for none.
-        feature_loss: feature term (``FeatureDistillationLoss``); ``None`` for none.
+        feature_loss: feature term ``feature_loss(student_features, teacher_features)``; ``None`` for none.
         seg_weight: weight of the supervised term (>= 0).
         kd_weight: weight of the output term (>= 0).
         feature_weight: weight of the feature term (>= 0).
-        student: the student network, for the feature hook (needed when ``feature_weight > 0``).
-        student_layer: name of the student module whose output is the feature map.
 
     Raises:
-        ValueError: a negative weight, a positive weight without its term, a feature term without student.
+        ValueError: a negative weight, or a positive weight without its term.
     """
 
     def __init__(
@@ -352,78 +307,68 @@ class DistillationLoss(nn.Module):
         seg_weight: float = 1.0,
         kd_weight: float = 0.0,
         feature_weight: float = 0.0,
-        student: nn.Module | None = None,
-        student_layer: str | None = None,
     ):
         super().__init__()
         weights = {"seg_weight": seg_weight, "kd_weight": kd_weight, "feature_weight": feature_weight}
         for name, w in weights.items():
-            if not float(w) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {w}.")
+            try:
+                ok = float(w) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{name} must be a number >= 0, got {w!r}.")
         self.seg_weight, self.kd_weight, self.feature_weight = (float(w) for w in weights.values())
         if self.kd_weight > 0 and kd_loss is None:
             raise ValueError("kd_weight > 0 needs a kd_loss.")
         if self.feature_weight > 0 and feature_loss is None:
             raise ValueError("feature_weight > 0 needs a feature_loss.")
         self.seg_loss, self.kd_loss, self.feature_loss = seg_loss, kd_loss, feature_loss
-        self.student_hook: FeatureHook | None = None
-        if self.feature_weight > 0:
-            if student is None or not student_layer:
-                raise ValueError("feature_weight > 0 needs the student network and student_layer.")
-            self.student_hook = FeatureHook(student, student_layer)
-        self._teacher_logits: torch.Tensor | None = None
-        self._teacher_features: torch.Tensor | None = None
-        self.last_terms: dict[str, float] = {}
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether a teacher forward is needed each iteration."""
+        """Whether any teacher term has weight (else no teacher needs to run)."""
         return self.kd_weight > 0 or self.feature_weight > 0
 
     @property
     def needs_teacher_features(self) -> bool:
+        """Whether the feature term has weight (the teacher's and student's feature maps are needed)."""
         return self.feature_weight > 0
 
-    def set_teacher_outputs(self, logits: torch.Tensor | None, features: torch.Tensor | None = None) -> None:
-        """Hand over the teacher's logits (BNHWD) and features of the batch about to be trained on."""
-        self._teacher_logits, self._teacher_features = logits, features
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        teacher_features: torch.Tensor | None = None,
+        student_features: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """
         Args:
             pred: student logits, BNHWD.
             target: label regions, BNHWD.
+            teacher_logits: teacher logits, BNHWD (needed when ``kd_weight > 0``).
+            teacher_features: teacher feature map, BCHWD (needed when ``feature_weight > 0``).
+            student_features: student feature map mapped to the teacher's width, BCHWD (idem).
+
+        Returns:
+            ``{"loss": total, "loss_seg": .., "loss_kd": .., "loss_feat": ..}``; terms that are off are 0. Only
+            ``loss`` carries gradients to use; the terms are for logging.
 
         Raises:
-            RuntimeError: a teacher term is weighted but no teacher output was handed over for this batch.
+            ValueError: a weighted term whose inputs are missing, or inputs of different shapes (both printed).
         """
         seg = self.seg_loss(pred, target)
-        total = self.seg_weight * seg
+        total: Any = self.seg_weight * seg
         zero = seg.new_zeros(())
         kd, feat = zero, zero
-        if self.needs_teacher and self._teacher_logits is None and self._teacher_features is None:
-            raise RuntimeError(
-                "DistillationLoss has kd_weight or feature_weight > 0 but got no teacher outputs for this batch: "
-                "put kd_components.handlers.TeacherInferenceHandler first in the trainer's handlers."
-            )
         if self.kd_weight > 0:
-            kd = self.kd_loss(pred, self._teacher_logits, target)
+            if teacher_logits is None:
+                raise ValueError("kd_weight > 0 but no teacher_logits were given for this batch.")
+            kd = self.kd_loss(pred, teacher_logits, target)
             total = total + self.kd_weight * kd
         if self.feature_weight > 0:
-            student_features = self.student_hook.pop()
-            if student_features is None or self._teacher_features is None:
-                raise RuntimeError("feature_weight > 0 but student or teacher features were not captured.")
-            feat = self.feature_loss(student_features, self._teacher_features)
+            if teacher_features is None or student_features is None:
+                raise ValueError("feature_weight > 0 but the student's or the teacher's features were not given.")
+            feat = self.feature_loss(student_features, teacher_features)
             total = total + self.feature_weight * feat
-        self._teacher_logits = self._teacher_features = None  # never reuse a stale teacher output
-        self.last_terms = {
-            "loss_seg": float(seg.detach()),
-            "loss_kd": float(kd.detach()),
-            "loss_feat": float(feat.detach()),
-            "loss": float(total.detach()),
-        }
-        return total
-
-    def terms(self, *_) -> dict[str, float]:
-        """The terms of the last call; usable as a handler's ``output_transform``."""
-        return dict(self.last_terms)
+        return {"loss": total, "loss_seg": seg.detach(), "loss_kd": kd.detach(), "loss_feat": feat.detach()}

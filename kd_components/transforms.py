@@ -16,20 +16,16 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from kd_components.brats import ET_LABEL, LABEL_VALUES
+
 __all__ = [
-    "REGIONS",
-    "ET_LABEL",
     "BratsLabelToRegionsd",
     "RegionsToBratsLabeld",
     "labels_to_regions",
     "regions_to_labels",
 ]
 
-#: region channels in output order.
-REGIONS = ("TC", "WT", "ET")
-#: label value of enhancing tumour per convention.
-ET_LABEL = {"brats2021": 4, "brats2023": 3}
-_ALLOWED = {"brats2021": {0, 1, 2, 4}, "brats2023": {0, 1, 2, 3}, "auto": {0, 1, 2, 3, 4}}
+_ALLOWED = {**LABEL_VALUES, "auto": LABEL_VALUES["brats2021"] | LABEL_VALUES["brats2023"]}
 
 
 def _check_convention(convention: str) -> str:

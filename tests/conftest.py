@@ -14,10 +14,22 @@ REAL_CASE_DIR = Path(os.environ.get("KD_BRATS_SAMPLE", REPO.parent / "shared" / 
 TINY_RUN = {"roi_size": [32, 32, 32], "num_workers": 0, "device": "cpu"}
 
 
-def run_workflow(config_file, run_id: str = "training", meta_file=None, **overrides):
-    """Initialise and run a bundle through ``ConfigWorkflow`` with ``TINY_RUN`` and ``overrides``; the workflow.
+def run_workflow(
+    config_file,
+    run_id: str = "training",
+    meta_file=None,
+    logging_file=False,
+    run=True,
+    tiny=True,
+    workflow_kwargs: dict | None = None,
+    **overrides,
+):
+    """Initialise (and run, unless ``run`` is False) a bundle through ``ConfigWorkflow``; the workflow.
 
-    ``config_file`` is one path or a list; ``meta_file`` defaults to the ``metadata.json`` beside the first one.
+    The one way the tests run a bundle in process: ``TINY_RUN`` sizes (unless ``tiny`` is False), then
+    ``overrides`` (``bundle_root``, ``dataset_dir``, ...). ``config_file`` is one path or a list; ``meta_file``
+    defaults to the ``metadata.json`` beside the first one; ``logging_file`` False keeps the test's logging as it is;
+    ``workflow_kwargs`` go to ``ConfigWorkflow`` itself (e.g. ``init_id=None`` as MONAI Label runs a bundle).
     """
     from monai.bundle import ConfigWorkflow
 
@@ -25,14 +37,38 @@ def run_workflow(config_file, run_id: str = "training", meta_file=None, **overri
     wf = ConfigWorkflow(
         config_file=files,
         meta_file=str(meta_file or Path(files[0]).parent / "metadata.json"),
-        logging_file=False,
-        workflow_type="train" if run_id == "training" else "infer",
+        logging_file=logging_file if logging_file is False else str(logging_file),
         run_id=run_id,
-        **{**TINY_RUN, **overrides},
+        **{"workflow_type": "train" if run_id == "training" else "infer", **(workflow_kwargs or {})},
+        **{**(TINY_RUN if tiny else {}), **overrides},
     )
     wf.initialize()
-    wf.run()
+    if run:
+        wf.run()
     return wf
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_home(tmp_path_factory):
+    """The validation memory of this test run lives in a temporary folder, never in the user's home; subprocesses
+    inherit it through ``XDG_CACHE_HOME``."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache_home"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(autouse=True)
+def _fresh_validation_memory():
+    """Each test starts with the validation memory read anew from disk (no state carried over in the process)."""
+    from kd_components.data import validate
+
+    validate.reset()
+    yield
+    validate.reset()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,11 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 
+def with_probe(handler: dict) -> dict:
+    """Config overrides that add the test handler ``handler`` (a config dict) to a bundle's trainer."""
+    return {"probe": handler, "train#trainer#train_handlers": "$@train#handlers + [@probe]"}
+
+
 class RecordBatches:
     """Append ``{"rank", "epoch", "cases", "loss"}`` per iteration to ``<folder>/rank<R>.jsonl``."""
 

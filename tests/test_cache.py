@@ -4,7 +4,6 @@ online teacher on unaugmented crops."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,10 +12,11 @@ from conftest import REPO, run_workflow
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, RandCropByPosNegLabeld, SpatialPadd
 
-from kd_components.cache import cache_teacher_logits
 from kd_components.errors import InputError
-from kd_components.handlers import CachedTeacherHandler
-from kd_components.losses import DistillationLoss
+from kd_components.tools.cache import cache_teacher_logits
+from kd_components.training.trainer import fill_padded_logits
+
+pytestmark = pytest.mark.slow
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 ROI = [32, 32, 32]
@@ -75,12 +75,13 @@ def _student_parser(tiny_phantom, cached) -> ConfigParser:
 
 def test_cached_and_online_kd_agree_on_unaugmented_crops(cached, full_fov, teacher_ckpt):
     parser = _student_parser(full_fov, cached)
-    with _repo_cwd():
-        deterministic = parser.get_parsed_content("train#preprocessing_transforms")
-        random = parser.get_parsed_content("train#random_transforms")
-        loss = parser.get_parsed_content("loss")
-        teacher = parser.get_parsed_content("teacher_def")
-        datalist = parser.get_parsed_content("train_datalist")
+    deterministic = parser.get_parsed_content("train#teacher_logit_transforms") + parser.get_parsed_content(
+        "train#preprocessing_transforms"
+    )
+    random = parser.get_parsed_content("train#random_transforms")
+    loss = parser.get_parsed_content("loss")
+    teacher = parser.get_parsed_content("teacher_def")
+    datalist = parser.get_parsed_content("train_datalist")
     # unaugmented crop: the bundle's own loading, cropping to the brain, normalising, padding and crop of roi_size
     # (no flips, no intensity augmentation)
     spatial = [t for t in random if isinstance(t, (SpatialPadd, RandCropByPosNegLabeld))]
@@ -99,32 +100,11 @@ def test_cached_and_online_kd_agree_on_unaugmented_crops(cached, full_fov, teach
         scale = float(online.abs().max())
         diff = float((online - cached_logits.as_tensor()).abs().max())
         assert diff <= 2e-3 * scale + 1e-3, f"{item['case']}: cached logits differ by {diff} (scale {scale})"
-        values = []
-        handler = CachedTeacherHandler(loss)
-        engine = SimpleNamespace(state=SimpleNamespace(batch={"image": image, "teacher_logits": cached_logits}))
-        for source in ("online", "cached"):
-            if source == "online":
-                loss.set_teacher_outputs(online, None)
-            else:
-                handler(engine)
-            loss(pred, label.as_tensor())
-            values.append(loss.last_terms["loss_kd"])
+        values = [
+            float(loss(pred, label.as_tensor(), logits)["loss_kd"])
+            for logits in (online, fill_padded_logits(cached_logits.as_tensor()))
+        ]
         assert values[0] == pytest.approx(values[1], rel=1e-2, abs=1e-4)
-
-
-class _repo_cwd:
-    """The student's `%` macros are relative to the repository root."""
-
-    def __enter__(self):
-        import os
-
-        self.old = os.getcwd()
-        os.chdir(REPO)
-
-    def __exit__(self, *exc):
-        import os
-
-        os.chdir(self.old)
 
 
 def test_student_trains_from_cached_logits(cached, full_fov, tmp_path):
@@ -138,29 +118,24 @@ def test_student_trains_from_cached_logits(cached, full_fov, tmp_path):
         epochs=1,
         learning_rate=1e-3,
     )
-    handler = wf.parser.get_parsed_content("train#kd_handlers")[0]
-    assert isinstance(handler, CachedTeacherHandler)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.teacher is None and trainer.cached_logits_key == "teacher_logits"
     metrics = wf.parser.get_parsed_content("train#trainer").state.metrics
     assert metrics["train_loss_kd"] > 0 and metrics["train_loss_feat"] == 0
     assert (tmp_path / "student" / "models" / "model.pt").is_file()
 
 
-def test_ill_cached_teacher_with_feature_term():
-    from monai.networks.nets import SegResNet
-
-    from kd_components.losses import FeatureDistillationLoss, SigmoidKLDivLoss
-
-    student = SegResNet(init_filters=8, in_channels=1, out_channels=3)
-    loss = DistillationLoss(
-        torch.nn.MSELoss(),
-        SigmoidKLDivLoss(),
-        FeatureDistillationLoss(),
-        feature_weight=0.1,
-        student=student,
-        student_layer="down_layers.3",
-    )
+def test_ill_cached_teacher_with_feature_term(cached, full_fov, tmp_path):
     with pytest.raises(InputError, match="cached teacher outputs carry logits only, but feature_weight is 0.1"):
-        CachedTeacherHandler(loss)
+        run_workflow(
+            [STUDENT / "train.json", STUDENT / "cached_teacher.json"],
+            bundle_root=str(tmp_path / "student"),
+            dataset_dir=str(full_fov),
+            data_list_file_path=str(cached),
+            feature_weight=0.1,
+            epochs=1,
+        )
+    assert not (tmp_path / "student" / "models").exists()
 
 
 def test_ill_cache_unwritable_or_missing(tiny_phantom, tmp_path):

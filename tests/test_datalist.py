@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from kd_components.data import build_datalist, find_cases, load_datalist, modality_index, write_datalist
+from kd_components.data import build_datalist, find_cases, load_datalist, write_datalist
 from kd_components.data.__main__ import main as data_cli
 from kd_components.errors import InputError
 
@@ -83,13 +83,6 @@ def test_real_brats2023_case(real_case_dir, tmp_path):
     write_datalist(dl, tmp_path / "real.json")  # the data folder itself is read-only
     items = load_datalist(tmp_path / "real.json", "training", real_case_dir)
     assert nib.load(items[0]["image"][0]).shape == (240, 240, 155)
-
-
-@pytest.mark.parametrize(
-    "name, index", [("t1ce", 0), ("T1c", 0), ("t1", 0 + 1), ("t1n", 1), ("t2", 2), ("t2w", 2), ("FLAIR", 3), ("t2f", 3)]
-)
-def test_modality_index(name, index):
-    assert modality_index(name) == index
 
 
 # ---------------------------------------------------------------------------------------- bad input
@@ -170,8 +163,3 @@ def test_ill_datalist_entry_file_gone(tiny_phantom, tmp_path):
     dl.write_text(json.dumps({"training": [entry]}))
     with pytest.raises(InputError, match=r"image file '.*a_t1ce.nii.gz' does not exist"):
         load_datalist(dl, "training", tiny_phantom)
-
-
-def test_ill_unknown_modality():
-    with pytest.raises(InputError, match="unknown modality 't3'"):
-        modality_index("t3")

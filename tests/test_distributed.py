@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO
+from probes import with_probe
 
-from kd_components.distributed import WRITING_HANDLERS, handlers_for_rank
+pytestmark = pytest.mark.slow
 
 TEACHER = REPO / "bundles" / "teacher" / "configs"
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
@@ -19,10 +21,7 @@ STUDENT = REPO / "bundles" / "student_kd" / "configs"
 
 def _torchrun(configs, tmp_path, probe, **overrides):
     probe_cfg = tmp_path / f"probe_{probe.name}.json"
-    handler = {"_target_": "probes.RecordBatches", "folder": str(probe)}
-    # the teacher has no KD handlers; the student's second one (its TensorBoard terms) gives way to the probe
-    key = "train#kd_handlers#1" if "student_kd" in str(configs[0]) else "train#kd_handlers"
-    probe_cfg.write_text(json.dumps({key: handler if key.endswith("#1") else [handler]}))
+    probe_cfg.write_text(json.dumps(with_probe({"_target_": "probes.RecordBatches", "folder": str(probe)})))
     cfg = "[" + ",".join(f"'{c}'" for c in [*configs, probe_cfg]) + "]"
     args = []
     for k, v in overrides.items():
@@ -91,7 +90,7 @@ def test_torchrun_two_processes_gloo_teacher_kd_student_and_cached(phantom8, tmp
     _check_run(records, student_root, epochs)
 
     # cached teacher logits under DDP: the data key follows each rank's cases
-    from kd_components.cache import cache_teacher_logits
+    from kd_components.tools.cache import cache_teacher_logits
 
     cached = cache_teacher_logits(
         teacher_root / "models" / "model.pt", phantom8, output=tmp_path / "cache", overrides={"roi_size": [32] * 3}
@@ -110,14 +109,28 @@ def test_torchrun_two_processes_gloo_teacher_kd_student_and_cached(phantom8, tmp
     _check_run(records, cached_root, epochs)
 
 
-def test_handlers_for_rank_without_process_group_keeps_all():
-    class StatsHandler:
-        pass
+@pytest.mark.parametrize("bundle", ["teacher", "student_kd"])
+def test_writers_are_not_built_on_other_ranks(bundle, tiny_phantom, tmp_path, monkeypatch):
+    """On a torchrun rank > 0 the bundle builds no writing handler (MONAI's ``_disabled_: @is_not_rank0``): no
+    checkpoint saver, stats, TensorBoard, progress bar; the handlers every rank needs stay."""
+    from monai.bundle import ConfigParser
 
-    class ValidationHandler:
-        pass
+    configs = REPO / "bundles" / bundle / "configs"
 
-    handlers = [ValidationHandler(), StatsHandler()]
-    assert handlers_for_rank(handlers) == handlers
-    assert "CheckpointSaver" in WRITING_HANDLERS and "ValidationHandler" not in WRITING_HANDLERS
-    assert handlers_for_rank(None) == []
+    def handler_names(rank: int) -> tuple[list[str], list[str]]:
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: rank > 0)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: rank)
+        parser = ConfigParser()
+        parser.read_config([str(configs / "train.json"), str(configs / "evaluate.json")])
+        parser.update({"bundle_root": str(tmp_path / f"rank{rank}"), "dataset_dir": str(tiny_phantom)})
+        names = [type(h).__name__ for h in parser.get_parsed_content("train#handlers")]
+        return names, [type(h).__name__ for h in parser.get_parsed_content("val_handlers")]
+
+    train0, eval0 = handler_names(0)
+    train1, eval1 = handler_names(1)
+    writers = {"StatsHandler", "TensorBoardStatsHandler", "EpochProgressBar", "AtomicCheckpointSaver"}
+    assert writers <= set(train0) and {"StatsHandler", "RegionMetricsWriter"} <= set(eval0)
+    assert not writers & set(train1) and not {"StatsHandler", "RegionMetricsWriter"} & set(eval1)
+    assert {"ResumeFromCheckpoint", "LrScheduleHandler", "ValidationHandler"} <= set(train1)
+    assert eval1 == ["CheckpointLoader"], "every rank loads the weights it evaluates"
+    assert not (tmp_path / "rank1").exists(), "rank 1 opened no file (TensorBoard writers open theirs when built)"

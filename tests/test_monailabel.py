@@ -24,11 +24,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, run_workflow
 from monai.networks.nets import SegResNet
 
 from kd_components.data import find_cases, stack_case
-from kd_components.package import package_bundle
+from kd_components.tools.package import package_bundle
+
+pytestmark = pytest.mark.slow
 
 VENV = Path(os.environ.get("KD_MONAILABEL_VENV", REPO / ".venv-monailabel"))
 BRATS_LABELS = {0, 1, 2, 4}
@@ -168,22 +170,17 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
     assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
     assert set(np.unique(labels).tolist()) <= BRATS_LABELS
     # the same bundle run by MONAI itself (this venv, monai 1.6.1) gives the same label map
-    from monai.bundle import ConfigWorkflow
-
     bundle = app / "model" / "brats_kdnet_student_t2"
-    wf = ConfigWorkflow(
-        config_file=str(bundle / "configs" / "inference.json"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False,
-        workflow_type="infer",
+    run_workflow(
+        bundle / "configs" / "inference.json",
+        "run",
+        tiny=False,
         bundle_root=str(bundle),
         output_dir=str(tmp_path / "own"),
         input_image=str(studies / "case_t2.nii.gz"),
         num_workers=0,
         device="cpu",
     )
-    wf.initialize()
-    wf.run()
     own = np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
     assert (own == labels).mean() > 0.999
 

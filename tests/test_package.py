@@ -11,12 +11,14 @@ import zipfile
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, run_workflow
 from monai.bundle import ConfigParser
 from monai.networks.nets import SegResNet
 
 from kd_components.errors import InputError
-from kd_components.package import SCHEMA_PATH, package_bundle, verify_bundle_metadata
+from kd_components.tools.package import SCHEMA_PATH, package_bundle, verify_bundle_metadata
+
+pytestmark = pytest.mark.slow
 
 BUNDLES = {"teacher": REPO / "bundles" / "teacher", "student_kd": REPO / "bundles" / "student_kd"}
 
@@ -161,7 +163,7 @@ def test_package_student_writes_trained_modality(student_ckpt, tmp_path):
     for name in ("inference.json", "train.json"):
         cfg = json.loads((root / name).read_text())
         assert cfg["student_modality"] == "flair" and cfg["init_filters"] == 8
-    # the flattened training config parses without the repository's teacher config around it
+    # the packaged training config parses on its own
     parser = ConfigParser()
     parser.read_config(str(root / "train.json"))
     assert parser.get_parsed_content("student_channel") == 3
@@ -171,7 +173,15 @@ def test_ill_package_missing_model_pt(tmp_path):
     bundle = tmp_path / "teacher"
     shutil.copytree(BUNDLES["teacher"], bundle, ignore=shutil.ignore_patterns("*.pt", "*.ts", "eval", "logs"))
     res = subprocess.run(
-        [sys.executable, "-m", "kd_components.package", "--bundle", str(bundle), "--output", str(tmp_path / "dist")],
+        [
+            sys.executable,
+            "-m",
+            "kd_components.tools.package",
+            "--bundle",
+            str(bundle),
+            "--output",
+            str(tmp_path / "dist"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -219,25 +229,18 @@ def packaged_student(teacher_ckpt, student_ckpt, tmp_path_factory):
 
 def _monailabel_train(bundle_src, tmp_path, images, labels):
     """Train a copy of ``bundle_src`` the way MONAI Label does: its overrides, run id ``run``, no initialize id."""
-    from monai.bundle import ConfigWorkflow
-
     bundle = tmp_path / "bundle"
     shutil.copytree(bundle_src, bundle)
-    wf = ConfigWorkflow(
-        config_file=str(bundle / "configs" / "train.json"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False,
-        init_id=None,
-        final_id=None,
-        run_id="run",
-        workflow_type="train",
+    wf = run_workflow(
+        bundle / "configs" / "train.json",
+        "run",
+        tiny=False,
+        workflow_kwargs={"init_id": None, "final_id": None, "workflow_type": "train"},
         roi_size=[32, 32, 32],
         num_workers=0,
         learning_rate=1e-3,
         **_monailabel_overrides(bundle, images, labels),
     )
-    wf.initialize()
-    wf.run()
     return wf, bundle
 
 

@@ -10,10 +10,13 @@ import sys
 import pytest
 import torch
 from conftest import REPO, run_workflow
+from probes import with_probe
 
-from kd_components.checkpoints import last_checkpoint
 from kd_components.errors import InputError
-from kd_components.handlers import AtomicCheckpointSaver
+from kd_components.training import AtomicCheckpointSaver
+from kd_components.training.checkpoints import last_checkpoint
+
+pytestmark = pytest.mark.slow
 
 TEACHER = REPO / "bundles" / "teacher" / "configs"
 SMALL = ["--roi_size", "[32, 32, 32]", "--num_workers", "0", "--init_filters", "8", "--device", "cpu"]
@@ -29,7 +32,7 @@ def _train_cli(tmp_path, data, *extra_configs, args=()):
 
 def test_resume_after_kill_mid_epoch_reaches_the_same_epochs(tiny_phantom, tmp_path):
     kill = tmp_path / "kill.json"
-    kill.write_text(json.dumps({"train#kd_handlers": [{"_target_": "probes.KillAt", "epoch": 2, "iteration": 2}]}))
+    kill.write_text(json.dumps(with_probe({"_target_": "probes.KillAt", "epoch": 2, "iteration": 2})))
     first = _train_cli(tmp_path, tiny_phantom, kill)
     assert first.returncode == -9, first.stderr[-2000:]
     models = tmp_path / "run" / "models"
@@ -39,9 +42,7 @@ def test_resume_after_kill_mid_epoch_reaches_the_same_epochs(tiny_phantom, tmp_p
     assert not any(p.name.startswith("tmp") for p in models.iterdir()), "no temporary file left behind"
 
     record = tmp_path / "record.json"
-    record.write_text(
-        json.dumps({"train#kd_handlers": [{"_target_": "probes.RecordBatches", "folder": str(tmp_path)}]})
-    )
+    record.write_text(json.dumps(with_probe({"_target_": "probes.RecordBatches", "folder": str(tmp_path)})))
     second = _train_cli(tmp_path, tiny_phantom, record, args=["--resume", "true"])
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout + second.stderr
@@ -100,7 +101,7 @@ def _first_losses(tiny_phantom, tmp_path, name):
         epochs=1,
         init_filters=8,
         seed=7,
-        **{"train#kd_handlers": [{"_target_": "probes.RecordBatches", "folder": str(folder)}]},
+        **with_probe({"_target_": "probes.RecordBatches", "folder": str(folder)}),
     )
     return [json.loads(line)["loss"] for line in (folder / "rank0.jsonl").read_text().splitlines()]
 

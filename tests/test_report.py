@@ -8,7 +8,7 @@ import math
 import pytest
 
 from kd_components.errors import InputError
-from kd_components.report import collect, main, paired_difference
+from kd_components.tools.report import collect, main, paired_difference
 
 CASES = ["c1", "c2", "c3"]
 
@@ -66,7 +66,7 @@ def test_paired_difference_hand_computed(runs):
 
 
 def test_report_table_and_figures(runs, capsys):
-    assert main(["--runs", str(runs), "--command", "python -m kd_components.demo --seeds 2"]) == 0
+    assert main(["--runs", str(runs), "--command", "python -m kd_components.tools.demo --seeds 2"]) == 0
     text = (runs / "report.md").read_text()
     assert "| teacher | T1c+T1+T2+FLAIR | 1 | 0.900 | 0.900 | 0.810 |" in text
     assert "| baseline | T1c | 2 | 0.600 | 0.500 | 0.800 |" in text
@@ -75,7 +75,7 @@ def test_report_table_and_figures(runs, capsys):
     # WT: the teacher (0.81) is not clearly better than the baseline (0.80): flagged
     assert "| T1c | WT |" in text and "teacher not clearly better: little to distil" in text.split("| T1c | WT |")[1]
     assert (runs / "regions.png").stat().st_size > 1000
-    assert "python -m kd_components.demo --seeds 2" in text
+    assert "python -m kd_components.tools.demo --seeds 2" in text
 
 
 def test_ill_no_evaluations(tmp_path):

@@ -12,28 +12,23 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
-from monai.bundle import ConfigWorkflow
+from conftest import REPO, run_workflow
+
+pytestmark = pytest.mark.slow
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 TEACHER = REPO / "bundles" / "teacher" / "configs"
-TINY = {"roi_size": [32, 32, 32], "num_workers": 0, "device": "cpu", "learning_rate": 1e-3}
 
 
 def _run(files, run_id, tmp_path, data_dir, **override):
-    wf = ConfigWorkflow(
-        config_file=[str(f) for f in files],
-        meta_file=str(STUDENT / "metadata.json"),
-        logging_file=False,
-        workflow_type="train" if run_id == "training" else "infer",
-        run_id=run_id,
+    return run_workflow(
+        files,
+        run_id,
+        meta_file=STUDENT / "metadata.json",
         bundle_root=str(tmp_path / "student"),
         dataset_dir=str(data_dir),
-        **{**TINY, **override},
+        **{"learning_rate": 1e-3, **override},
     )
-    wf.initialize()
-    wf.run()
-    return wf
 
 
 def _train_kd(tmp_path, data_dir, teacher_ckpt, *overlays, **override):
@@ -77,8 +72,7 @@ def test_kd_and_baseline_every_modality(modality, tiny_phantom, teacher_ckpt, tm
     bstate = base.parser.get_parsed_content("train#trainer").state
     assert bstate.metrics["train_loss_kd"] == 0 and bstate.metrics["train_loss_feat"] == 0
     assert (tmp_path / "student" / "baseline" / "models" / "model.pt").is_file()
-    handlers = base.parser.get_parsed_content("train#kd_handlers")
-    assert not any(type(h).__name__ == "TeacherInferenceHandler" for h in handlers), "no teacher in the baseline"
+    assert base.parser.get_parsed_content("train#trainer").teacher is None, "no teacher in the baseline"
 
 
 def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_path):
@@ -89,36 +83,31 @@ def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_pa
         init_filters=8,
         feature_channels=64,
     )
-    loss = wf.parser.get_parsed_content("loss")
-    assert loss.feature_loss.adapter is not None and loss.feature_loss.adapter.in_channels == 64
+    adapter = wf.parser.get_parsed_content("feature_adapter")
+    assert adapter.trainable and adapter.conv.in_channels == 64 and adapter.conv.out_channels == 128
+    resume = torch.load(tmp_path / "student" / "models" / "last_checkpoint_epoch=1.pt", weights_only=True)
+    assert torch.equal(resume["feature_adapter"]["conv.weight"], adapter.conv.weight.detach()), "resumable adapter"
     model = torch.load(tmp_path / "student" / "models" / "model.pt", weights_only=True)
     assert model["convInit.conv.weight"].shape[0] == 8 and not any("adapter" in k for k in model)
 
 
 def test_unet_student_from_segresnet_teacher(tiny_phantom, teacher_ckpt, tmp_path):
-    wf = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, TEACHER / "unet.json")
+    wf = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, STUDENT / "unet.json")
     assert type(wf.parser.get_parsed_content("network")).__name__ == "UNet"
     assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_feat"] > 0
 
 
 def test_dynunet_teacher_distils_into_segresnet(tiny_phantom, tmp_path):
-    teacher = ConfigWorkflow(
-        config_file=[str(TEACHER / "train.json"), str(TEACHER / "dynunet.json")],
-        logging_file=False,
-        meta_file=str(TEACHER / "metadata.json"),
-        workflow_type="train",
-        run_id="training",
+    run_workflow(
+        [TEACHER / "train.json", TEACHER / "dynunet.json"],
         bundle_root=str(tmp_path / "dyn_teacher"),
         dataset_dir=str(tiny_phantom),
         epochs=1,
-        **TINY,
+        learning_rate=1e-3,
     )
-    teacher.initialize()
-    teacher.run()
     dyn_ckpt = tmp_path / "dyn_teacher" / "models" / "model.pt"
     wf = _train_kd(tmp_path, tiny_phantom, dyn_ckpt, STUDENT / "teacher_dynunet.json")
-    handler = wf.parser.get_parsed_content("train#kd_handlers")[0]
-    assert type(handler.teacher).__name__ == "DynUNet"
+    assert type(wf.parser.get_parsed_content("train#trainer").teacher).__name__ == "DynUNet"
     assert wf.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
 
 

@@ -10,29 +10,26 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
-from monai.bundle import ConfigParser, ConfigWorkflow
+from conftest import REPO, run_workflow
+from monai.bundle import ConfigParser
 from monai.networks.nets import SegResNet
 
+pytestmark = pytest.mark.slow
+
 CONFIGS = REPO / "bundles" / "teacher" / "configs"
-TINY = {"roi_size": [32, 32, 32], "num_workers": 0, "device": "cpu", "learning_rate": 1e-3}
 
 
 def _workflow(config_files, run_id, tmp_path, data_dir, **override):
-    files = [str(CONFIGS / f) for f in config_files]
-    wf = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type="train" if run_id == "training" else "infer",
-        run_id=run_id,
+    """The bundle's ``config_files`` initialised (not run) with its own logging.conf, as ``monai.bundle run`` does."""
+    return run_workflow(
+        [CONFIGS / f for f in config_files],
+        run_id,
+        logging_file=CONFIGS / "logging.conf",
+        run=False,
         bundle_root=str(tmp_path / "bundle"),
         dataset_dir=str(data_dir),
-        **TINY,
-        **override,
+        **{"learning_rate": 1e-3, **override},
     )
-    wf.initialize()
-    return wf
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 from kd_components.data.datalist import build_datalist, write_datalist
 from kd_components.data.phantom import write_phantom
 from kd_components.data.stack import stack_case
-from kd_components.errors import InputError
+from kd_components.errors import command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,25 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.time()
-    try:
-        if args.command == "synthetic":
-            out = write_phantom(
-                args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction, args.test_fraction
-            )
-        elif args.command == "stack":
-            out = stack_case(args.case_dir, args.output)
-            print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
-            return 0
-        else:
-            out = write_datalist(
-                build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output
-            )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.command == "synthetic":
+        out = write_phantom(
+            args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction, args.test_fraction
+        )
+    elif args.command == "stack":
+        out = stack_case(args.case_dir, args.output)
+        print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
+        return 0
+    else:
+        out = write_datalist(
+            build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output
+        )
     import json
 
     content = json.loads(out.read_text())

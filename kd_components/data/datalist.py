@@ -1,13 +1,6 @@
 """BraTS folder discovery, datalist JSON writing and datalist loading with checks before any work starts.
 
-Two file layouts are recognised, each with its own label convention:
-
-==============  ==========================================  ================================
-convention       files of case ``CASE``                       labels
-==============  ==========================================  ================================
-``brats2021``    ``CASE_{t1,t1ce,t2,flair,seg}.nii.gz``        1 NCR/NET, 2 ED, 4 ET (2018-2021)
-``brats2023``    ``CASE-{t1n,t1c,t2w,t2f,seg}.nii.gz``         1 NETC, 2 SNFH, 3 ET (2023 on)
-==============  ==========================================  ================================
+Both BraTS layouts are recognised (2018-2021 and 2023 on; see :mod:`kd_components.brats`).
 
 A datalist entry is ``{"image": [t1ce, t1, t2, flair], "label": seg, "case": CASE, "label_convention": ...}``
 with paths relative to the data folder; the image order is the teacher's channel order (T1c, T1, T2, FLAIR),
@@ -25,60 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_components.brats import CHANNEL_NAMES, FILE_SEPARATOR, FILE_SUFFIXES, TEACHER_CHANNELS
 from kd_components.data import validate
 from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
 
 __all__ = [
-    "TEACHER_CHANNELS",
-    "CHANNEL_NAMES",
-    "MODALITY_ALIASES",
-    "LABEL_CONVENTIONS",
     "BratsCase",
     "find_cases",
     "build_datalist",
     "write_datalist",
     "load_datalist",
     "check_entry",
-    "modality_index",
 ]
 
-#: canonical modality names in the teacher's channel order (model-zoo ``brats_mri_segmentation``).
-TEACHER_CHANNELS = ("t1ce", "t1", "t2", "flair")
-#: display names of the teacher's channels, as in the model zoo's metadata.
-CHANNEL_NAMES = {"t1ce": "T1c", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
-#: every accepted modality name -> canonical name (2018-2021 names and 2023 names).
-MODALITY_ALIASES = {
-    "t1": "t1",
-    "t1ce": "t1ce",
-    "t2": "t2",
-    "flair": "flair",
-    "t1n": "t1",
-    "t1c": "t1ce",
-    "t2w": "t2",
-    "t2f": "flair",
-}
-#: label convention -> (file-name separator, file suffix -> role, label value of ET)
-LABEL_CONVENTIONS = {
-    "brats2021": ("_", {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"}, 4),
-    "brats2023": ("-", {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}, 3),
-}
 _FILE_RE = re.compile(r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(\.gz)?$")
-
-
-def modality_index(name: str) -> int:
-    """Channel index of modality ``name`` in the teacher's input (any 2018-2021 or 2023 name).
-
-    Raises:
-        InputError: for a name that is not a BraTS modality.
-    """
-    key = str(name).strip().lower()
-    if key not in MODALITY_ALIASES:
-        raise InputError(
-            f"unknown modality '{name}': use one of t1, t1ce, t2, flair "
-            f"(BraTS 2023 names t1n, t1c, t2w, t2f also work)."
-        )
-    return TEACHER_CHANNELS.index(MODALITY_ALIASES[key])
 
 
 @dataclass
@@ -92,7 +46,7 @@ class BratsCase:
 
     def missing(self) -> list[str]:
         """Expected file names of the roles that were not found."""
-        sep, suffixes, _ = LABEL_CONVENTIONS[self.convention]
+        sep, suffixes = FILE_SEPARATOR[self.convention], FILE_SUFFIXES[self.convention]
         suffix_of = {role: suffix for suffix, role in suffixes.items()}
         return [f"{self.name}{sep}{suffix_of[r]}.nii.gz" for r in (*TEACHER_CHANNELS, "seg") if r not in self.files]
 
@@ -117,7 +71,7 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
             conv = "brats2023" if suffix in ("t1n", "t1c", "t2w", "t2f") else "brats2021"
             if suffix == "seg":
                 conv = "brats2023" if sep == "-" else "brats2021"
-            elif LABEL_CONVENTIONS[conv][0] != sep:
+            elif FILE_SEPARATOR[conv] != sep:
                 continue  # e.g. "x-t1.nii.gz": not a BraTS name
             case = cases.setdefault(Path(folder), BratsCase(m["case"], Path(folder), conv))
             if case.convention != conv:
@@ -125,7 +79,7 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
                     f"case folder '{folder}' mixes the BraTS 2018-2021 names (CASE_t1ce) and the 2023 names "
                     f"(CASE-t1c): keep one layout per case."
                 )
-            role = LABEL_CONVENTIONS[conv][1][suffix]
+            role = FILE_SUFFIXES[conv][suffix]
             if role in case.files:
                 raise InputError(f"case folder '{folder}' has two files for {role}: keep one.")
             case.files[role] = Path(folder) / fname
@@ -246,7 +200,7 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
     if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():
         problems.append(
             f"case '{name}': cached teacher logits '{base / entry['teacher_logits']}' do not exist (write them "
-            f"with 'python -m kd_components.cache')"
+            f"with 'python -m kd_components.tools.cache')"
         )
     label = base / entry["label"] if "label" in entry else None
     return problems + validate.case_problems(

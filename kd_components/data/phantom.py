@@ -33,13 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MODALITIES", "FOV_MM", "PhantomCase", "make_phantom_case", "phantom_affine", "write_phantom"]
+from kd_components.brats import ET_LABEL
+
+__all__ = ["FOV_MM", "PhantomCase", "make_phantom_case", "phantom_affine", "write_phantom"]
 
 #: bumped whenever the rendering changes, so that a folder written by an older version is regenerated.
 PHANTOM_VERSION = 1
 
 #: modality names in the BraTS 2018-2021 file layout, in the order they are rendered.
-MODALITIES = ("t1", "t1ce", "t2", "flair")
+#: modality of each column of the tissue intensity table below (the phantom writes the 2018-2021 layout).
+_COLUMNS = ("t1", "t1ce", "t2", "flair")
 #: physical field of view of a BraTS volume (mm), kept for every output shape.
 FOV_MM = (240.0, 240.0, 155.0)
 #: largest shape accepted (a BraTS volume at 1 mm).
@@ -61,7 +64,7 @@ _MEANS = np.array(
     dtype=np.float32,
 )
 # BraTS 2018-2021 labels of the tumour classes
-_LABEL_OF = {EDEMA: 2, ENH: 4, NCR: 1}
+_LABEL_OF = {EDEMA: 2, ENH: ET_LABEL["brats2021"], NCR: 1}
 
 
 @dataclass
@@ -235,7 +238,7 @@ def make_phantom_case(seed: int, index: int, shape: tuple[int, int, int] = (64, 
     texture = grid.smooth(rng, 4.0)
     voxel_mm = min(f / s for f, s in zip(FOV_MM, shape))
     images = {}
-    for m, name in enumerate(MODALITIES):
+    for m, name in enumerate(_COLUMNS):
         vol = means[tissue, m]
         tumour = tissue >= EDEMA
         vol = vol * (1.0 + np.where(tumour, 0.10, 0.03) * texture * rng.choice([-1.0, 1.0]))

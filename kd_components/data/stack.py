@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.data.datalist import TEACHER_CHANNELS, find_cases
+from kd_components.brats import TEACHER_CHANNELS
+from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError
 
 __all__ = ["stack_case"]

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_components.brats import LABEL_VALUES
 from kd_components.files import atomic_write_text
 
-__all__ = ["LABEL_VALUES", "case_problems", "flush"]
+__all__ = ["case_problems", "flush", "reset"]
 
-#: allowed label values per convention ("auto": either, never both 3 and 4)
-LABEL_VALUES = {"brats2021": {0, 1, 2, 4}, "brats2023": {0, 1, 2, 3}}
 _CONVENTION_FIX = {
     "brats2021": "2018-2021 labels are 1 NCR/NET, 2 ED, 4 ET",
     "brats2023": "2023 labels are 1 NETC, 2 SNFH, 3 ET",
@@ -62,6 +61,12 @@ def _known(path: Path | None) -> set[str]:
         except (OSError, ValueError):
             _KNOWN[path] = set()
     return _KNOWN[path]
+
+
+def reset() -> None:
+    """Forget what this process read of the memory files (the next check reads them anew)."""
+    _KNOWN.clear()
+    _DIRTY.clear()
 
 
 def flush() -> None:

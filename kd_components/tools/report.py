@@ -1,4 +1,4 @@
-"""Comparison report: ``python -m kd_components.report --runs DIR [--output DIR]``.
+"""Comparison report: ``python -m kd_components.tools.report --runs DIR [--output DIR]``.
 
 Gathers every evaluation (``metrics_summary.json`` + ``metrics_per_case.csv`` written by the bundles'
 ``evaluate.json``) under ``--runs`` and writes ``report.md`` with
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.data.datalist import CHANNEL_NAMES, MODALITY_ALIASES, TEACHER_CHANNELS
-from kd_components.errors import InputError
+from kd_components.brats import CHANNEL_NAMES, MODALITY_ALIASES, TEACHER_CHANNELS
+from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 
 __all__ = ["collect", "paired_difference", "write_report", "main"]
@@ -291,22 +291,21 @@ def _case_figure(groups, teacher, modality, output: Path, plt) -> bool:
     return True
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m kd_components.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m kd_components.tools.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--runs", required=True, help="folder holding the evaluations (searched recursively)")
     ap.add_argument("--output", default=None, help="where report.md and figures go (default: --runs)")
     ap.add_argument("--command", default=None, help="the command that produced the runs, quoted in the report")
     args = ap.parse_args(argv)
     runs = Path(args.runs)
-    try:
-        if not runs.is_dir():
-            raise InputError(f"--runs '{runs}' is not a folder: give the demo's output folder.")
-        report = write_report(runs, Path(args.output) if args.output else runs, args.command)
-    except InputError as e:
-        print(e.code, file=sys.stderr)
-        return 1
+    if not runs.is_dir():
+        raise InputError(f"--runs '{runs}' is not a folder: give the demo's output folder.")
+    report = write_report(runs, Path(args.output) if args.output else runs, args.command)
     print(f"wrote {report}")
     return 0
 

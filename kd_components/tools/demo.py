@@ -1,6 +1,6 @@
 """The main job: the paper's comparison in one command.
 
-``python -m kd_components.demo --output runs/demo [--data-dir DIR] [--modalities t1ce|all|t1,t2] [--seeds N]
+``python -m kd_components.tools.demo --output runs/demo [--data-dir DIR] [--modalities t1ce|all|t1,t2] [--seeds N]
 [--quick] [--force]``
 
 Stages: the synthetic phantom (or a datalist of ``--data-dir``), the 4-modality teacher, then for each modality
@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kd_components.data.datalist import MODALITY_ALIASES, find_cases, modality_index
-from kd_components.errors import InputError
+from kd_components.brats import MODALITY_ALIASES, modality_index
+from kd_components.data.datalist import find_cases
+from kd_components.errors import InputError, command
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
 
 #: run sizes: the default fits a 2-core CPU, ``--quick`` is the CI smoke run.
@@ -247,13 +248,19 @@ def _parse_modalities(value: str) -> list[str]:
         return ["t1", "t1ce", "t2", "flair"]
     names = [v.strip().lower() for v in value.split(",") if v.strip()]
     for n in names:
-        modality_index(n)  # refuses unknown names with one line
+        try:
+            modality_index(n)
+        except ValueError as e:
+            raise InputError(str(e)) from None
     return list(dict.fromkeys(MODALITY_ALIASES[n] for n in names))
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m kd_components.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m kd_components.tools.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--output", default="runs/demo", help="run folder (default runs/demo)")
     ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
@@ -266,39 +273,35 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
-    try:
-        modalities = _parse_modalities(args.modalities)
-        for name in ("seeds", "teacher_epochs", "student_epochs"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
-        if data_dir is not None:
-            if not data_dir.is_dir():
-                raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
-            find_cases(data_dir)  # refuses a folder without complete BraTS cases, before any work
-        config = {
-            "data_dir": str(data_dir),
-            "quick": args.quick,
-            "modalities": modalities,
-            "seeds": args.seeds,
-            "teacher_epochs": args.teacher_epochs,
-            "student_epochs": args.student_epochs,
-        }
-        _check_run_config(output, config, args.force)
-        stages = plan(
-            output, data_dir, args.quick, modalities, list(range(args.seeds)), args.teacher_epochs, args.student_epochs
-        )
-    except InputError as e:
-        print(e.code, file=sys.stderr)
-        return 1
+    modalities = _parse_modalities(args.modalities)
+    for name in ("seeds", "teacher_epochs", "student_epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
+        find_cases(data_dir)  # refuses a folder without complete BraTS cases, before any work
+    config = {
+        "data_dir": str(data_dir),
+        "quick": args.quick,
+        "modalities": modalities,
+        "seeds": args.seeds,
+        "teacher_epochs": args.teacher_epochs,
+        "student_epochs": args.student_epochs,
+    }
+    _check_run_config(output, config, args.force)
+    stages = plan(
+        output, data_dir, args.quick, modalities, list(range(args.seeds)), args.teacher_epochs, args.student_epochs
+    )
     t0 = time.time()
     for i, stage in enumerate(stages, 1):
         stage.name = f"[{i}/{len(stages) + 1}] {stage.name}"
         stage.run(args.force)
-    command = "python -m kd_components.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m kd_components.tools.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = Stage(
         f"[{len(stages) + 1}/{len(stages) + 1}] report",
-        [sys.executable, "-m", "kd_components.report", "--runs", str(output), "--command", command],
+        [sys.executable, "-m", "kd_components.tools.report", "--runs", str(output), "--command", command],
         output / "report.md",
     )
     report.run(force=True)

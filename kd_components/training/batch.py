@@ -1,4 +1,4 @@
-"""Batch preparation for the student: its one modality is sliced from the teacher's 4-channel batch."""
+"""Batch preparation for the student's evaluator: its one modality is sliced from the 4-channel batch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from monai.engines.utils import default_prepare_batch
 
 from kd_components.errors import InputError
 
-__all__ = ["SelectChannelsBatch", "four_channel_message"]
+__all__ = ["SelectChannelsBatch", "check_modalities", "four_channel_message"]
 
 
 def four_channel_message(key: str, shape: Sequence[int], expected: int = 4) -> str:
@@ -22,6 +22,16 @@ def four_channel_message(key: str, shape: Sequence[int], expected: int = 4) -> s
     )
 
 
+def check_modalities(image, expected: int = 4, key: str = "image") -> None:
+    """Refuse a batch image (BCHWD) without ``expected`` channels, with the one-line explanation.
+
+    Raises:
+        InputError: ``image.shape[1] != expected``.
+    """
+    if image.shape[1] != expected:
+        raise InputError(four_channel_message(key, image.shape, expected))
+
+
 class SelectChannelsBatch:
     """``prepare_batch`` for MONAI engines that feeds the network some channels of ``image``.
 
@@ -29,7 +39,7 @@ class SelectChannelsBatch:
     same crop, flips and intensity augmentation; this callable hands the student its channel(s) only.
 
     Args:
-        channels: channel index or indices kept (e.g. ``kd_components.data.modality_index("flair")``).
+        channels: channel index or indices kept (e.g. ``kd_components.brats.modality_index("flair")``).
         expected_channels: channels every batch must have (4: the teacher's input); ``None`` skips the check.
 
     Raises:
@@ -47,8 +57,8 @@ class SelectChannelsBatch:
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
-        if self.expected_channels is not None and image.shape[1] != self.expected_channels:
-            raise InputError(four_channel_message("image", image.shape, self.expected_channels))
+        if self.expected_channels is not None:
+            check_modalities(image, self.expected_channels)
         if max(self.channels) >= image.shape[1]:
             raise InputError(four_channel_message("image", image.shape, max(self.channels) + 1))
         return image[:, self.channels], label

@@ -1,10 +1,10 @@
 """Package a bundle with its trained weights as a self-contained zip for the MONAI model zoo or MONAI Label.
 
-``python -m kd_components.package --bundle bundles/student_kd --output dist [--student-modality t2] ...``
+``python -m kd_components.tools.package --bundle bundles/student_kd --output dist [--student-modality t2] ...``
 
 What the zip ``NAME.zip`` holds (the MONAI Bundle archive format: one top folder named after the model)::
 
-    NAME/configs/*.json         every config, with `%` macros resolved (no reference to this repository), the
+    NAME/configs/*.json         every config (each bundle stands alone: no reference to this repository), the
                                 overlays and ``--override`` values applied, ``bundle_root`` set to "."
     NAME/configs/metadata.json  the bundle's metadata; for the student, ``channel_def`` names the trained modality
     NAME/configs/logging.conf
@@ -22,7 +22,6 @@ temporary name and renamed at the end, so a failure never leaves a half-written 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -30,56 +29,31 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from kd_components.checkpoints import file_md5
-from kd_components.errors import InputError
+from kd_components.errors import InputError, command
+from kd_components.files import file_md5
 
-__all__ = ["SCHEMA_PATH", "package_bundle", "verify_bundle_metadata", "flatten_config"]
+__all__ = ["SCHEMA_PATH", "apply_overrides", "package_bundle", "read_config", "verify_bundle_metadata"]
 
 #: JSON schema of ``metadata.json``, written from the MONAI Bundle specification (the official schema URL cannot
 #: be fetched offline; ``verify_metadata`` keeps a file already at ``--filepath``).
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "meta_schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "meta_schema.json"
 DEFAULT_NAMES = {"teacher": "brats_kdnet_teacher", "student_kd": "brats_kdnet_student"}
 
 
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def _macro_root(bundle: Path) -> Path:
-    """Folder the bundles' `%` macros are written relative to (the repository root, ``bundles/<name>/..``)."""
-    root = bundle.resolve().parent.parent
-    return root if (root / "bundles").is_dir() else Path.cwd()
-
-
-def flatten_config(path: str | os.PathLike, macro_root: str | os.PathLike | None = None) -> dict:
-    """The config in ``path`` with every `%` macro replaced by the content it points to.
-
-    Args:
-        path: a bundle config JSON.
-        macro_root: folder the macros' relative file paths start from (default: the working directory).
+def read_config(path: str | os.PathLike) -> dict:
+    """The config JSON in ``path``; each bundle stands alone, so there is nothing to resolve from other files.
 
     Raises:
-        InputError: unreadable JSON or a macro that points to a missing file or id.
+        InputError: unreadable JSON.
     """
-    from monai.bundle import ConfigParser
-
-    path = Path(path).resolve()
+    path = Path(path)
     try:
-        parser = ConfigParser(ConfigParser.load_config_file(path))
-        with _cwd(Path(macro_root) if macro_root else Path.cwd()):
-            parser.resolve_macro_and_relative_ids()
-    except (ValueError, KeyError, OSError) as e:
-        raise InputError(f"config '{path}' cannot be flattened: {str(e).splitlines()[0]}.") from None
-    return parser.get()
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"config '{path}' cannot be read: {str(e).splitlines()[0]}.") from None
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -92,19 +66,14 @@ def _parse_override(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
-def _apply(config: dict, overrides: dict) -> None:
-    """Set each ``id`` of ``overrides`` in ``config`` when its top-level id is defined there."""
-    for key, value in overrides.items():
-        parts = key.replace("::", "#").split("#")
-        if parts[0] not in config:
-            continue
-        node = config
-        for p in parts[:-1]:
-            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
-        if isinstance(node, list):
-            node[int(parts[-1])] = value
-        else:
-            node[parts[-1]] = value
+def apply_overrides(config: dict, overrides: dict) -> dict:
+    """``config`` with each ``id`` of ``overrides`` set through MONAI's ``ConfigParser``, where the id's top level
+    is defined in that config (an overlay's ids reach only the configs that use them)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(config)
+    parser.update({k: v for k, v in overrides.items() if k.replace("::", "#").split("#")[0] in config})
+    return parser.get()
 
 
 def verify_bundle_metadata(
@@ -183,8 +152,8 @@ def package_bundle(
     import torch
     from monai.bundle import ConfigParser
 
-    from kd_components.checkpoints import load_network
-    from kd_components.data.datalist import CHANNEL_NAMES, MODALITY_ALIASES
+    from kd_components.brats import CHANNEL_NAMES, MODALITY_ALIASES
+    from kd_components.training.checkpoints import load_network
 
     t0 = time.time()
     bundle = Path(bundle)
@@ -206,8 +175,7 @@ def package_bundle(
             overrides = {**json.loads(Path(overlay).read_text()), **overrides}
         except json.JSONDecodeError as e:
             raise InputError(f"--config-file '{overlay}' is not valid JSON ({e}).") from None
-    macro_root = _macro_root(bundle)
-    flat = {p.name: flatten_config(p, macro_root) for p in sorted(configs.glob("*.json")) if p.name != "metadata.json"}
+    flat = {p.name: read_config(p) for p in sorted(configs.glob("*.json")) if p.name != "metadata.json"}
     is_student = "student_modality" in flat["inference.json"]
     modality = None
     if is_student:
@@ -218,8 +186,8 @@ def package_bundle(
         overrides["student_modality"] = modality
     elif student_modality:
         raise InputError(f"--student-modality is for student bundles; '{bundle}' has no student_modality setting.")
-    for cfg in flat.values():
-        _apply(cfg, overrides)
+    for fname, cfg in flat.items():
+        flat[fname] = cfg = apply_overrides(cfg, overrides)
         if "bundle_root" in cfg:
             cfg["bundle_root"] = "."
     name = name or DEFAULT_NAMES.get(bundle.resolve().name, bundle.resolve().name)
@@ -257,8 +225,7 @@ def package_bundle(
         parser = ConfigParser()
         parser.read_config(str(inference_cfg))
         parser["bundle_root"] = str(stage)
-        with _cwd(stage):
-            network = parser.get_parsed_content("network_def", instantiate=True)
+        network = parser.get_parsed_content("network_def", instantiate=True)
         try:
             network = load_network(network, ckpt, what="checkpoint")
         except InputError as e:
@@ -323,7 +290,7 @@ def _missing_properties(config_file: Path, workflow_type: str) -> list[str]:
 
 def student_modality_in(name: str) -> bool:
     """Whether a bundle name already ends with a modality (``..._t2``)."""
-    from kd_components.data.datalist import MODALITY_ALIASES
+    from kd_components.brats import MODALITY_ALIASES
 
     return name.rsplit("_", 1)[-1].lower() in MODALITY_ALIASES
 
@@ -333,15 +300,14 @@ def _export_torchscript(stage: Path, network) -> Path:
     from monai.bundle import ckpt_export
 
     ts_file = stage / "models" / "model.ts"
-    with _cwd(stage):
-        ckpt_export(
-            net_id="network_def",
-            filepath=str(ts_file),
-            ckpt_file=str(stage / "models" / "model.pt"),
-            meta_file=str(stage / "configs" / "metadata.json"),
-            config_file=str(stage / "configs" / "inference.json"),
-            bundle_root=str(stage),
-        )
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_file),
+        ckpt_file=str(stage / "models" / "model.pt"),
+        meta_file=str(stage / "configs" / "metadata.json"),
+        config_file=str(stage / "configs" / "inference.json"),
+        bundle_root=str(stage),
+    )
     in_channels = json.loads((stage / "configs" / "metadata.json").read_text())["network_data_format"]["inputs"][
         "image"
     ]["num_channels"]
@@ -352,7 +318,7 @@ def _export_torchscript(stage: Path, network) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kd_components.package", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m kd_components.tools.package", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/teacher or bundles/student_kd")
     p.add_argument("--output", required=True, help="folder for NAME.zip, or a .zip path")
     p.add_argument("--ckpt", help="weights to ship (default <bundle>/models/model.pt)")
@@ -371,25 +337,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        overrides = dict(_parse_override(o) for o in args.override)
-        package_bundle(
-            args.bundle,
-            args.output,
-            ckpt=args.ckpt,
-            name=args.name,
-            config_files=args.config_file,
-            overrides=overrides,
-            student_modality=args.student_modality,
-            torchscript=not args.no_torchscript,
-            weights_url=args.weights_url,
-            version=args.version,
-        )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    package_bundle(
+        args.bundle,
+        args.output,
+        ckpt=args.ckpt,
+        name=args.name,
+        config_files=args.config_file,
+        overrides=dict(_parse_override(o) for o in args.override),
+        student_modality=args.student_modality,
+        torchscript=not args.no_torchscript,
+        weights_url=args.weights_url,
+        version=args.version,
+    )
     return 0
 
 

@@ -86,8 +86,8 @@ def resolved_config_from_argv(argv: list[str]) -> dict | None:
 
 def record_run(output_dir: str | os.PathLike, seed: int) -> Path | None:
     """Log seed and versions; write ``run_record.json`` into ``output_dir`` (rank 0 only). Returns its path."""
-    from kd_components.distributed import rank
     from kd_components.files import atomic_write_text
+    from kd_components.training.distributed import rank
 
     if int(os.environ.get("RANK", rank())) != 0:
         return None

@@ -1,6 +1,6 @@
 """Cache the teacher's logits once per case, so that student training needs no teacher forward.
 
-``python -m kd_components.cache --teacher-ckpt bundles/teacher/models/model.pt --dataset-dir data/synthetic``
+``python -m kd_components.tools.cache --teacher-ckpt bundles/teacher/models/model.pt --dataset-dir data/synthetic``
 
 For every case of the chosen splits (default: training) the teacher runs as in its own validation: the four
 modalities cropped to the brain (``CropForeground``, as in training), z-scored over the brain, sliding window of
@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.checkpoints import file_md5
-from kd_components.errors import InputError
-from kd_components.files import atomic_write_text
+from kd_components.errors import InputError, command
+from kd_components.files import atomic_write_text, file_md5
 
 __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
 
 CACHE_DATALIST = "datalist_teacher_logits.json"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEACHER_TRAIN = REPO / "bundles" / "teacher" / "configs" / "train.json"
 
 
@@ -102,8 +101,8 @@ def cache_teacher_logits(
     from monai.bundle import ConfigParser
     from monai.transforms import LoadImage
 
-    from kd_components.checkpoints import load_network
     from kd_components.data.datalist import load_datalist
+    from kd_components.training.checkpoints import load_network
 
     t0 = time.time()
     base = Path(dataset_dir)
@@ -164,7 +163,7 @@ def cache_teacher_logits(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kd_components.cache", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m kd_components.tools.cache", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher-ckpt", required=True, help="the teacher's model.pt")
     p.add_argument("--dataset-dir", required=True, help="the data folder (the bundles' dataset_dir)")
     p.add_argument("--datalist", help="datalist JSON (default <dataset-dir>/datalist.json)")
@@ -176,22 +175,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        cache_teacher_logits(
-            args.teacher_ckpt,
-            args.dataset_dir,
-            args.datalist,
-            args.output,
-            args.splits,
-            args.config_file,
-            {"roi_size": args.roi_size} if args.roi_size else None,
-            args.device,
-        )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    cache_teacher_logits(
+        args.teacher_ckpt,
+        args.dataset_dir,
+        args.datalist,
+        args.output,
+        args.splits,
+        args.config_file,
+        {"roi_size": args.roi_size} if args.roi_size else None,
+        args.device,
+    )
     return 0
 
 

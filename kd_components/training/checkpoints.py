@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -12,17 +11,9 @@ import torch
 from torch import nn
 
 from kd_components.errors import InputError
+from kd_components.training.settings import as_bool
 
-__all__ = ["file_md5", "is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network", "resume_checkpoint"]
-
-
-def file_md5(path: str | os.PathLike) -> str:
-    """md5 of a file's bytes, read in 1 MiB chunks (checkpoint digests in large_files.yml and the logit cache)."""
-    h = hashlib.md5()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["is_torchscript", "last_checkpoint", "load_state_dict_file", "load_network", "resume_checkpoint"]
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
@@ -104,8 +95,6 @@ def resume_checkpoint(ckpt_dir: str | os.PathLike, resume) -> str | None:
     Raises:
         InputError: ``resume`` is not a boolean, or true with no checkpoint to resume from.
     """
-    from kd_components.checks import as_bool
-
     return last_checkpoint(ckpt_dir) if as_bool(resume, "resume") else None
 
 

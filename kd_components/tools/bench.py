@@ -1,6 +1,6 @@
 """Benchmark: the cost of distillation, measured side by side in one run.
 
-``python -m kd_components.bench [--roi 128] [--iterations 6] [--output docs/benchmarks.md]``
+``python -m kd_components.tools.bench [--roi 128] [--iterations 6] [--output docs/benchmarks.md]``
 
 One run measures, each mode in its own process (so peak resident memory is its own): student training
 iterations of the baseline, of KD with the teacher run online, and of KD with cached teacher logits, through the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 MODES = {
     "baseline": ["baseline.json"],
@@ -65,21 +65,16 @@ def _worker(mode: str, work: Path, roi: int, iterations: int, warmup: int) -> di
     }
     if mode == "kd_cached":
         overrides["data_list_file_path"] = str(work / "data" / "datalist_teacher_logits.json")
-    cwd = os.getcwd()
-    os.chdir(REPO)  # the student's `%` macros are relative to the repository root
-    try:
-        wf = ConfigWorkflow(
-            config_file=files,
-            meta_file=str(STUDENT / "metadata.json"),
-            logging_file=False,
-            workflow_type="train",
-            run_id="training",
-            **overrides,
-        )
-        wf.initialize()
-        trainer = wf.parser.get_parsed_content("train#trainer")
-    finally:
-        os.chdir(cwd)
+    wf = ConfigWorkflow(
+        config_file=files,
+        meta_file=str(STUDENT / "metadata.json"),
+        logging_file=False,
+        workflow_type="train",
+        run_id="training",
+        **overrides,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
     marks: dict[str, list[float]] = {"start": [], "got": [], "done": []}
     trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: marks["start"].append(time.perf_counter()))
     trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: marks["got"].append(time.perf_counter()))
@@ -94,13 +89,8 @@ def _worker(mode: str, work: Path, roi: int, iterations: int, warmup: int) -> di
     trainer.add_event_handler(Events.ITERATION_COMPLETED, _done)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    os.chdir(REPO)
-    try:
-        trainer.run()
-    finally:
-        os.chdir(cwd)
-    kd = wf.parser.get_parsed_content("train#kd_handlers")
-    teacher_s = [t for h in kd for t in getattr(h, "seconds", [])][warmup:]
+    trainer.run()
+    teacher_s = trainer.teacher_seconds[warmup:]
     n = len(marks["done"])
     iters = [marks["done"][i] - marks["start"][i] for i in range(warmup, n)]
     data = [marks["got"][i] - marks["start"][i] for i in range(warmup, n)]
@@ -138,7 +128,7 @@ def _sliding_window(shape: tuple[int, int, int], roi: int) -> dict:
 
 
 def _run_worker(mode: str, args, work: Path) -> dict:
-    cmd = [sys.executable, "-m", "kd_components.bench", "--worker", mode, "--work", str(work)]
+    cmd = [sys.executable, "-m", "kd_components.tools.bench", "--worker", mode, "--work", str(work)]
     cmd += ["--roi", str(args.roi), "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -231,7 +221,7 @@ def _report(results: dict, sw: dict, cache_s: float, args, machine: dict, comman
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kd_components.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m kd_components.tools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--roi", type=int, default=128, help="training crop size (default 128)")
     p.add_argument("--shape", type=int, nargs=3, default=[160, 160, 144], help="phantom volume shape")
     p.add_argument("--cases", type=int, default=3, help="phantom cases (one goes to validation)")
@@ -251,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import torch
 
-    from kd_components.cache import cache_teacher_logits
     from kd_components.data import write_phantom
+    from kd_components.tools.cache import cache_teacher_logits
 
-    command = " ".join(["python -m kd_components.bench", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m kd_components.tools.bench", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory(prefix="kd_bench_") as tmp:
         work = Path(tmp)
         write_phantom(

@@ -1,0 +1,86 @@
+"""The BraTS vocabulary in one place: modalities, channel order, label conventions, regions and file names.
+
+Every other module (data, transforms, evaluation, the tools) takes these facts from here.
+
+==============  ==========================================  ================================
+convention       files of case ``CASE``                       labels
+==============  ==========================================  ================================
+``brats2021``    ``CASE_{t1,t1ce,t2,flair,seg}.nii.gz``        1 NCR/NET, 2 ED, 4 ET (2018-2021)
+``brats2023``    ``CASE-{t1n,t1c,t2w,t2f,seg}.nii.gz``         1 NETC, 2 SNFH, 3 ET (2023 on)
+==============  ==========================================  ================================
+
+Regions, the network outputs (sigmoid, overlapping), in the channel order of MONAI model-zoo
+``brats_mri_segmentation``: TC = {1, ET}, WT = {1, 2, ET}, ET = {ET}. Training and evaluation always use regions,
+never raw labels.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHANNEL_NAMES",
+    "CONVENTIONS",
+    "ET_LABEL",
+    "FILE_SEPARATOR",
+    "FILE_SUFFIXES",
+    "LABEL_VALUES",
+    "MODALITY_ALIASES",
+    "REGIONS",
+    "TEACHER_CHANNELS",
+    "canonical_modality",
+    "modality_index",
+]
+
+#: canonical modality names in the teacher's channel order (model-zoo ``brats_mri_segmentation``: T1c, T1, T2, FLAIR).
+TEACHER_CHANNELS = ("t1ce", "t1", "t2", "flair")
+#: display names of the teacher's channels, as in the model zoo's metadata ``channel_def``.
+CHANNEL_NAMES = {"t1ce": "T1c", "t1": "T1", "t2": "T2", "flair": "FLAIR"}
+#: every accepted modality name (2018-2021 and 2023 names) -> canonical name.
+MODALITY_ALIASES = {
+    "t1": "t1",
+    "t1ce": "t1ce",
+    "t2": "t2",
+    "flair": "flair",
+    "t1n": "t1",
+    "t1c": "t1ce",
+    "t2w": "t2",
+    "t2f": "flair",
+}
+#: the two label conventions, by release.
+CONVENTIONS = ("brats2021", "brats2023")
+#: label value of enhancing tumour per convention.
+ET_LABEL = {"brats2021": 4, "brats2023": 3}
+#: allowed label values per convention.
+LABEL_VALUES = {"brats2021": frozenset({0, 1, 2, 4}), "brats2023": frozenset({0, 1, 2, 3})}
+#: file-name separator between case name and suffix per convention.
+FILE_SEPARATOR = {"brats2021": "_", "brats2023": "-"}
+#: file suffix -> role (canonical modality or ``seg``) per convention.
+FILE_SUFFIXES = {
+    "brats2021": {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"},
+    "brats2023": {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"},
+}
+#: region channels in output order.
+REGIONS = ("TC", "WT", "ET")
+
+
+def canonical_modality(name: str) -> str:
+    """The canonical name (t1, t1ce, t2, flair) of any 2018-2021 or 2023 modality name, any case.
+
+    Raises:
+        ValueError: a name that is not a BraTS modality.
+    """
+    key = str(name).strip().lower()
+    if key not in MODALITY_ALIASES:
+        raise ValueError(
+            f"unknown modality '{name}': use one of t1, t1ce, t2, flair "
+            f"(BraTS 2023 names t1n, t1c, t2w, t2f also work)."
+        )
+    return MODALITY_ALIASES[key]
+
+
+def modality_index(name: str) -> int:
+    """Channel index of modality ``name`` in the teacher's input (T1c 0, T1 1, T2 2, FLAIR 3).
+
+    Raises:
+        ValueError: a name that is not a BraTS modality.
+    """
+    return TEACHER_CHANNELS.index(canonical_modality(name))

@@ -1,0 +1,321 @@
+"""The distillation trainer: MONAI's ``SupervisedTrainer`` with the frozen teacher inside the iteration.
+
+MONAI's own answer to several networks in one step is a trainer subclass (``GanTrainer``, ``AdversarialTrainer``);
+this is one. Per iteration::
+
+    4-channel batch ──> teacher (eval, no_grad)  ──> teacher logits, teacher features
+          │                                                       │
+          └─> the student's channel(s) ──> student ──> logits, features ──> FeatureAdapter
+                                                          │
+    loss_function(pred, label, teacher_logits, teacher_features, student_features)
+       -> {"loss", "loss_seg", "loss_kd", "loss_feat"}  ──> engine.state.output
+
+No handler order, no state shared between objects: the teacher's outputs reach the loss as arguments and the terms
+come back in ``engine.state.output``, where stock metrics (``ignite.metrics.Average``) and handlers
+(``TensorBoardStatsHandler`` with :func:`loss_terms`) read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+from torch import nn
+
+from kd_components.errors import InputError
+from kd_components.losses import DistillationLoss
+from kd_components.networks import FeatureHook, main_output
+from kd_components.training.batch import check_modalities
+
+__all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
+
+#: the loss terms each iteration puts into ``engine.state.output`` beside ``loss``.
+TERMS = ("loss_seg", "loss_kd", "loss_feat")
+
+
+def _cache_mismatch(logits_shape, other_shape, other: str) -> str:
+    return (
+        f"cached teacher logits have shape {tuple(logits_shape)}, {other} {tuple(other_shape)}: the student's output "
+        f"channels on the image's grid are needed; rewrite them with 'python -m kd_components.tools.cache' for this "
+        f"datalist."
+    )
+
+
+def fill_padded_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Cached teacher logits (BNHWD) as float32, padded voxels set to each channel's lowest logit (background).
+
+    ``SpatialPadd`` pads every key with 0, and a logit of 0 means p = 0.5; padded voxels are those whose channels
+    are all exactly 0, which a float16 logit of a real voxel practically never is.
+    """
+    logits = logits.float()
+    padded = (logits == 0).all(dim=1, keepdim=True)
+    if padded.any():
+        floor = logits.flatten(2).min(dim=2).values[..., None, None, None]
+        logits = torch.where(padded, floor, logits)
+    return logits
+
+
+def loss_terms(output) -> dict[str, float]:
+    """``{"loss", "loss_seg", "loss_kd", "loss_feat"}`` of an iteration's output (decollated or not), as floats.
+
+    Usable as the ``output_transform`` of ``TensorBoardStatsHandler`` / ``StatsHandler`` to log every term.
+    """
+    out = output[0] if isinstance(output, list) else output
+    return {k: float(out[k]) for k in (Keys.LOSS, *TERMS) if k in out}
+
+
+class DistillationTrainer(SupervisedTrainer):
+    """``SupervisedTrainer`` that trains a student on some channels of the batch, distilled from a frozen teacher.
+
+    The data loader yields the teacher's input (all ``num_modalities`` channels); teacher and student therefore see
+    the very same crop, flips and intensity augmentation, and the student gets ``student_channels`` of it. With
+    ``teacher=None`` and no cached logits the same trainer trains the baseline (same recipe, no teacher).
+
+    Example (bundle config)::
+
+        "trainer": {
+            "_target_": "kd_components.training.DistillationTrainer",
+            "teacher": "@teacher",
+            "student_channels": "@student_channel",
+            "student_feature_layer": "@feature_layer",
+            "teacher_feature_layer": "@teacher_feature_layer",
+            "feature_adapter": "@feature_adapter",
+            "probe_size": "@roi_size",
+            "loss_function": "@loss",
+            ...  # every argument of SupervisedTrainer
+        }
+
+    Args:
+        device, max_epochs, train_data_loader, network, optimizer: as ``SupervisedTrainer``; ``network`` is the
+            student.
+        loss_function: a ``DistillationLoss`` (called with the teacher's outputs, returns the terms).
+        teacher: the frozen teacher (``kd_components.training.load_teacher``), or None (baseline, or cached logits).
+            It is moved to ``device`` and never trained; it does not run when no teacher term has weight.
+        student_channels: channel index or indices of the batch image the student sees.
+        num_modalities: channels every batch image must have (the teacher's input).
+        student_feature_layer: student module whose output is its feature map (for ``feature_weight > 0``).
+        teacher_feature_layer: the teacher's (idem).
+        feature_adapter: maps the student's feature map to the teacher's width (``FeatureAdapter``); None for
+            identity. Its parameters belong in the optimizer.
+        cached_logits_key: batch key of cached teacher logits (``python -m kd_components.tools.cache``), used
+            instead of a teacher forward; None for none.
+        probe_size: spatial size of a zero probe that checks teacher and student before training (the training
+            ``roi_size``); None skips the probe.
+        kwargs: the other arguments of ``SupervisedTrainer`` (``amp``, ``inferer``, ``train_handlers``, ...).
+
+    Raises:
+        ValueError: a loss that is not a ``DistillationLoss``, bad channel indices.
+        InputError: a teacher term with weight but no teacher, a teacher and student that do not fit each other
+            (output channels, feature maps: both shapes printed), the feature term with cached logits or a
+            TorchScript teacher; at each iteration, a batch without ``num_modalities`` channels or without the
+            cached logits.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Any,
+        network: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_function: DistillationLoss,
+        teacher: nn.Module | None = None,
+        student_channels: int | Sequence[int] = 0,
+        num_modalities: int = 4,
+        student_feature_layer: str | None = None,
+        teacher_feature_layer: str | None = None,
+        feature_adapter: nn.Module | None = None,
+        cached_logits_key: str | None = None,
+        probe_size: Sequence[int] | None = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(loss_function, DistillationLoss):
+            raise ValueError(f"loss_function must be a DistillationLoss, got {type(loss_function).__name__}.")
+        channels = [int(student_channels)] if isinstance(student_channels, int) else [int(c) for c in student_channels]
+        if not channels or min(channels) < 0 or max(channels) >= int(num_modalities):
+            raise ValueError(f"student_channels {channels} must index a {num_modalities}-channel image.")
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            **kwargs,
+        )
+        self.logger = logging.getLogger(self.__class__.__name__)
+        self.student_channels, self.num_modalities = channels, int(num_modalities)
+        self.cached_logits_key = cached_logits_key
+        self.teacher_seconds: list[float] = []  # the teacher's cost per iteration (the benchmark reads it)
+        loss = loss_function
+        if loss.needs_teacher_features and cached_logits_key is not None:
+            raise InputError(
+                f"cached teacher outputs carry logits only, but feature_weight is {loss.feature_weight}: set "
+                f"--feature_weight 0 with configs/cached_teacher.json, or distil online for the feature term."
+            )
+        if not loss.needs_teacher and teacher is not None:
+            self.logger.info("no teacher term has weight (kd_weight = feature_weight = 0): the teacher does not run")
+            teacher = None
+        if loss.needs_teacher and teacher is None and cached_logits_key is None:
+            raise InputError(
+                "kd_weight or feature_weight > 0 but no teacher was given: pass --teacher_ckpt, use cached logits "
+                "(configs/cached_teacher.json), or train the baseline (configs/baseline.json)."
+            )
+        if teacher is not None and loss.needs_teacher_features and isinstance(teacher, torch.jit.ScriptModule):
+            raise InputError(
+                "the teacher checkpoint is TorchScript, which gives logits only: set --feature_weight 0, or use the "
+                "teacher's state dict (models/model.pt) for the feature term."
+            )
+        self.teacher = None if teacher is None else teacher.to(self.state.device)
+        self.feature_adapter = None if feature_adapter is None else feature_adapter.to(self.state.device)
+        self.student_hook = self.teacher_hook = None
+        if loss.needs_teacher_features:
+            try:
+                self.student_hook = FeatureHook(network, student_feature_layer or "")
+                if self.teacher is not None:
+                    self.teacher_hook = FeatureHook(self.teacher, teacher_feature_layer or "")
+            except ValueError as e:
+                raise InputError(f"feature distillation (feature_layer / teacher_feature_layer): {e}") from None
+        if probe_size is not None and self.teacher is not None:
+            self._probe(tuple(int(s) for s in probe_size))
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def _probe(self, size: tuple[int, ...]) -> None:
+        """One forward of teacher and student on zeros, to check that they fit before training starts."""
+        x = torch.zeros(1, self.num_modalities, *size, device=self.state.device)
+        with torch.no_grad():
+            try:
+                t_out = main_output(self.teacher(x))
+            except RuntimeError as e:
+                raise InputError(
+                    f"the teacher does not take the {self.num_modalities} modalities (T1c, T1, T2, FLAIR) as input "
+                    f"({str(e).splitlines()[0][:200]}): check teacher_def and --teacher_ckpt."
+                ) from None
+            t_feat = self.teacher_hook.pop() if self.teacher_hook is not None else None
+            was_training = self.network.training
+            self.network.eval()
+            try:
+                s_out = main_output(self.network(x[:, self.student_channels]))
+            finally:
+                self.network.train(was_training)
+            s_feat = self.student_hook.pop() if self.student_hook is not None else None
+            if t_out.shape[1] != s_out.shape[1]:
+                raise InputError(
+                    f"the teacher gives {t_out.shape[1]} output channels but the student gives {s_out.shape[1]}: both "
+                    f"must predict the same regions (TC, WT, ET)."
+                )
+            if t_feat is not None and s_feat is not None:
+                try:
+                    self.loss_function.feature_loss(self._adapt(s_feat), t_feat)
+                except ValueError as e:
+                    raise InputError(f"feature distillation: {e}") from None
+
+    def _adapt(self, features: torch.Tensor | None) -> torch.Tensor | None:
+        if features is None or self.feature_adapter is None:
+            return features
+        return self.feature_adapter(features)
+
+    # ------------------------------------------------------------------------------------------------ teacher
+    def _teacher_outputs(
+        self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The teacher's logits and features for this batch: cached in the batch, from a forward, or none."""
+        if self.cached_logits_key is not None:
+            return self._cached_logits(engine, batchdata, image), None
+        if self.teacher is None:
+            return None, None
+        self.teacher.eval()  # kept in eval mode every iteration, whatever flipped it
+        start = time.perf_counter()
+        with torch.no_grad(), torch.autocast("cuda", enabled=engine.amp and engine.state.device.type == "cuda"):
+            logits = main_output(self.teacher(image))
+        features = self.teacher_hook.pop() if self.teacher_hook is not None else None
+        self.teacher_seconds.append(time.perf_counter() - start)
+        return logits.float(), None if features is None else features.float()
+
+    def _cached_logits(self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor) -> torch.Tensor:
+        key = self.cached_logits_key
+        logits = batchdata.get(key) if isinstance(batchdata, dict) else None
+        if not isinstance(logits, torch.Tensor):
+            raise InputError(
+                f"the batch has no '{key}' tensor: the datalist must come from 'python -m kd_components.tools.cache' "
+                f"(pass its datalist as --data_list_file_path) and the transforms must load '{key}'."
+            )
+        if logits.shape[2:] != image.shape[2:]:
+            raise InputError(_cache_mismatch(logits.shape, image.shape, "the image"))
+        return fill_padded_logits(torch.as_tensor(logits).to(engine.state.device, non_blocking=engine.non_blocking))
+
+    # ------------------------------------------------------------------------------------------------ iteration
+    def _iteration(self, engine: DistillationTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+        """One step: teacher, student, loss with every term, backward and optimizer step (AMP, accumulation).
+
+        The step after the forward mirrors ``SupervisedTrainer._iteration`` of the pinned MONAI (a test compares
+        the two on the baseline, so a change upstream shows up as a failing test).
+
+        Raises:
+            ValueError: ``batchdata`` is None.
+            InputError: a batch without the teacher's ``num_modalities`` channels.
+        """
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        image, targets = batch[0], batch[1]
+        args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
+        check_modalities(image, self.num_modalities)
+        teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
+        inputs = image[:, self.student_channels]
+        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+
+        def _compute_pred_loss():
+            pred = engine.inferer(inputs, engine.network, *args, **kwargs)
+            engine.state.output[Keys.PRED] = pred
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            if self.cached_logits_key is not None and teacher_logits.shape != main_output(pred).shape:
+                raise InputError(_cache_mismatch(teacher_logits.shape, main_output(pred).shape, "the student's output"))
+            student_features = self._adapt(self.student_hook.pop()) if self.student_hook is not None else None
+            terms = engine.loss_function(main_output(pred), targets, teacher_logits, teacher_features, student_features)
+            engine.state.output.update({k: terms[k] for k in TERMS})
+            engine.state.output[Keys.LOSS] = terms[Keys.LOSS].mean()
+            engine.fire_event(IterationEvents.LOSS_COMPLETED)
+
+        self._step(engine, _compute_pred_loss)
+        return engine.state.output
+
+    @staticmethod
+    def _step(engine: DistillationTrainer, compute: Callable[[], None]) -> None:
+        """Forward, backward and optimizer step with gradient accumulation and AMP, as ``SupervisedTrainer``."""
+        acc = engine.accumulation_steps
+        should_zero_grad = should_step = True
+        if acc > 1:
+            local_iter = engine.state.iteration - 1
+            if engine.state.epoch_length is not None:
+                local_iter %= engine.state.epoch_length
+                should_step = (local_iter + 1) % acc == 0 or (local_iter + 1) == engine.state.epoch_length
+            else:
+                should_step = (local_iter + 1) % acc == 0
+            should_zero_grad = local_iter % acc == 0
+        engine.network.train()
+        if should_zero_grad:
+            engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        if engine.amp and engine.scaler is not None:
+            with torch.autocast("cuda", **engine.amp_kwargs):
+                compute()
+            loss = engine.state.output[Keys.LOSS]
+            engine.scaler.scale(loss / acc if acc > 1 else loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            if should_step:
+                engine.scaler.step(engine.optimizer)
+                engine.scaler.update()
+        else:
+            compute()
+            loss = engine.state.output[Keys.LOSS]
+            (loss / acc if acc > 1 else loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            if should_step:
+                engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)

@@ -1,0 +1,36 @@
+"""The BraTS vocabulary: one source for modality names, channel order, conventions and regions."""
+
+from __future__ import annotations
+
+import pytest
+
+from kd_components import brats
+from kd_components.errors import InputError
+from kd_components.training.settings import student_channel
+
+
+@pytest.mark.parametrize(
+    "name, index", [("t1ce", 0), ("T1c", 0), ("t1", 1), ("t1n", 1), ("t2", 2), ("t2w", 2), ("FLAIR", 3), ("t2f", 3)]
+)
+def test_modality_index(name, index):
+    assert brats.modality_index(name) == index
+    assert student_channel(name) == index
+
+
+def test_vocabulary_is_consistent():
+    assert brats.TEACHER_CHANNELS == ("t1ce", "t1", "t2", "flair"), "model-zoo brats_mri_segmentation's order"
+    assert [brats.CHANNEL_NAMES[m] for m in brats.TEACHER_CHANNELS] == ["T1c", "T1", "T2", "FLAIR"]
+    assert brats.REGIONS == ("TC", "WT", "ET")
+    for convention in brats.CONVENTIONS:
+        assert brats.ET_LABEL[convention] in brats.LABEL_VALUES[convention]
+        roles = set(brats.FILE_SUFFIXES[convention].values())
+        assert roles == {*brats.TEACHER_CHANNELS, "seg"}
+        for suffix, role in brats.FILE_SUFFIXES[convention].items():
+            assert role == "seg" or brats.canonical_modality(suffix) == role
+
+
+def test_ill_unknown_modality():
+    with pytest.raises(ValueError, match="unknown modality 't3'"):
+        brats.modality_index("t3")
+    with pytest.raises(InputError, match="unknown modality 't3': use one of t1, t1ce, t2, flair"):
+        student_channel("t3")
