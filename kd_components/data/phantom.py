@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_components.brats import ET_LABEL
+from kd_components.files import atomic_path, atomic_write_text
 
 __all__ = ["FOV_MM", "PhantomCase", "make_phantom_case", "phantom_affine", "write_phantom"]
 
@@ -259,9 +260,8 @@ def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
 
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm", "sec")
-    tmp = path.with_name(path.name + ".tmp.nii.gz")
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
 
 
 def write_phantom(
@@ -326,5 +326,5 @@ def write_phantom(
             _save_nifti(img, case.affine, folder / f"{name}_{m}.nii.gz")
         _save_nifti(case.label, case.affine, folder / f"{name}_seg.nii.gz")
     write_datalist(build_datalist(out, val_fraction, test_fraction, seed, check_images=False), datalist)
-    marker.write_text(json.dumps(params, indent=4) + "\n")
+    atomic_write_text(marker, json.dumps(params, indent=4) + "\n")
     return datalist

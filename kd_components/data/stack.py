@@ -15,6 +15,7 @@ import numpy as np
 from kd_components.brats import TEACHER_CHANNELS
 from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError
+from kd_components.files import atomic_path
 
 __all__ = ["stack_case"]
 
@@ -56,8 +57,6 @@ def stack_case(case_dir: str | os.PathLike, output: str | os.PathLike) -> Path:
     data = np.stack([np.asarray(img.dataobj, dtype=np.float32) for img in images], axis=-1)
     header = ref.header.copy()
     header.set_data_dtype(np.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial.nii.gz")
-    nib.save(nib.Nifti1Image(data, ref.affine, header), str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        nib.save(nib.Nifti1Image(data, ref.affine, header), str(tmp))
     return out

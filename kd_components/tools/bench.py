@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from kd_components.errors import InputError, command
+from kd_components.files import atomic_write_text
+
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,6 +223,7 @@ def _report(results: dict, sw: dict, cache_s: float, args, machine: dict, comman
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kd_components.tools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--roi", type=int, default=128, help="training crop size (default 128)")
@@ -237,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.worker, Path(args.work), args.roi, args.iterations, args.warmup)))
         return 0
     if args.roi % 8 or args.iterations < 1 or args.cases < 2:
-        print("error: --roi must be a multiple of 8, --iterations >= 1 and --cases >= 2.", file=sys.stderr)
-        return 1
+        raise InputError("--roi must be a multiple of 8, --iterations >= 1 and --cases >= 2.")
     import torch
 
     from kd_components.data import write_phantom
@@ -267,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     report = _report(results, sw, cache_s, args, _machine(), command)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
-    (out.with_suffix(".json")).write_text(json.dumps({"results": results, "sliding_window_s": sw}, indent=2) + "\n")
+    atomic_write_text(out, report)
+    atomic_write_text(
+        out.with_suffix(".json"), json.dumps({"results": results, "sliding_window_s": sw}, indent=2) + "\n"
+    )
     print(report)
     print(f"wrote {out}")
     return 0

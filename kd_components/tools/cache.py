@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_components.errors import InputError, command
-from kd_components.files import atomic_write_text, file_md5
+from kd_components.files import atomic_path, atomic_write_text, file_md5
 
 __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
 
@@ -145,9 +145,8 @@ def cache_teacher_logits(
                     pass  # unreadable or stale: rewrite it
             image = loader(item["image"])
             logits = teacher_logits_full_grid(teacher, image, inferer)
-            partial = target.with_name(target.name + ".partial.npz")
-            np.savez_compressed(partial, logits=logits.astype(np.float16), checkpoint_md5=np.array(digest))
-            os.replace(partial, target)
+            with atomic_path(target) as tmp:
+                np.savez_compressed(tmp, logits=logits.astype(np.float16), checkpoint_md5=np.array(digest))
             raw["teacher_logits"] = _rel(target, base)
             written += 1
     content["teacher_logits"] = {

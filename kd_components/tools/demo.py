@@ -25,6 +25,7 @@ from pathlib import Path
 from kd_components.brats import MODALITY_ALIASES, modality_index
 from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError, command
+from kd_components.files import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
@@ -240,7 +241,7 @@ def _check_run_config(output: Path, config: dict, force: bool) -> None:
             f"or add --force to redo every stage there."
         )
     output.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps(config, indent=4) + "\n")
+    atomic_write_text(f, json.dumps(config, indent=4) + "\n")
 
 
 def _parse_modalities(value: str) -> list[str]:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kd_components.errors import InputError, command
-from kd_components.files import file_md5
+from kd_components.files import atomic_path, file_md5
 
 __all__ = ["SCHEMA_PATH", "apply_overrides", "package_bundle", "read_config", "verify_bundle_metadata"]
 
@@ -257,16 +257,10 @@ def package_bundle(
             ]
         (stage / "large_files.yml").write_text("\n".join(lines) + "\n")
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        try:
-            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                for f in sorted(stage.rglob("*")):
-                    if f.is_file():
-                        z.write(f, f.relative_to(stage.parent).as_posix())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(stage.rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(stage.parent).as_posix())
     print(f"wrote {target} ({name}; {'student ' + modality if is_student else 'teacher'}) in {time.time() - t0:.1f} s")
     return target
 

@@ -28,6 +28,7 @@ import numpy as np
 from kd_components.brats import CHANNEL_NAMES, MODALITY_ALIASES, TEACHER_CHANNELS
 from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
+from kd_components.files import atomic_write_text
 
 __all__ = ["collect", "paired_difference", "write_report", "main"]
 
@@ -206,7 +207,7 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     report = output / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    atomic_write_text(report, "\n".join(lines) + "\n")
     return report
 
 
