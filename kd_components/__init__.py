@@ -21,6 +21,7 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
 - ``training.teacher``: ``load_teacher`` (load, check, freeze).
 - ``training.batch``: ``SelectChannelsBatch`` (the student's channel for its evaluator).
+- ``training.data``: ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
 - ``training.progress``: ``EpochProgressBar``. ``training.distributed``: torchrun helpers.

@@ -14,11 +14,12 @@ from collections.abc import Hashable, Mapping
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, RandomizableTrait, ToDeviced
 
 from kd_components.brats import ET_LABEL, LABEL_VALUES
 
 __all__ = [
+    "ToDeviceUncachedd",
     "BratsLabelToRegionsd",
     "RegionsToBratsLabeld",
     "labels_to_regions",
@@ -155,3 +156,20 @@ class RegionsToBratsLabeld(MapTransform):
         for key in self.key_iterator(d):
             d[key] = regions_to_labels(d[key], self.convention)
         return d
+
+
+class ToDeviceUncachedd(ToDeviced, RandomizableTrait):
+    """``ToDeviced`` that marks where a cache ends: everything before it is cached on the host, it and everything
+    after it run per iteration, on ``device``.
+
+    ``CacheDataset`` and ``PersistentDataset`` cache the transforms up to the first one with ``RandomizableTrait``;
+    this transform carries the trait (it is not random) so that cached tensors stay in host memory or on disk and
+    the random crops, flips and intensity changes after it run on the training device (MONAI's fast-training
+    recipe). With ``device`` cpu it changes nothing.
+
+    Args:
+        keys: keys of the tensors to move.
+        device: the training device.
+        allow_missing_keys: don't raise when a key is absent.
+        kwargs: passed to ``Tensor.to`` (e.g. ``non_blocking``).
+    """

@@ -124,7 +124,7 @@ def _teacher_keys(node):
     for t in node:
         if t.get("keys") == "@spatial_keys":
             t["keys"] = ["image", "label"]
-            t.pop("allow_missing_keys")
+            t.pop("allow_missing_keys", None)
     return node
 
 
@@ -250,3 +250,15 @@ def test_architecture_overlays_match(name):
     student = _load("student_kd", name)
     assert student["network_def"] == _load("teacher", name)["network_def"]
     assert student["feature_layer"] and student["feature_channels"] > 0
+
+
+def test_fast_overlays_match():
+    """The student's fast pipeline is the teacher's, with the keys cached logits add and their loading first."""
+    teacher, student = _load("teacher", "fast_train.json"), _load("student_kd", "fast_train.json")
+    for key in ("train#cached_transforms", "train#device_transforms", "train#random_transforms"):
+        assert _teacher_keys(student[key]) == teacher[key], key
+    assert student["train#preprocessing#transforms"] == teacher["train#preprocessing#transforms"].replace(
+        "$@train#", "$@train#teacher_logit_transforms + @train#", 1
+    )
+    rest = {k for k in teacher if not k.startswith("train#") or k.endswith("dataset")}
+    assert {k: student[k] for k in rest} == {k: teacher[k] for k in rest}
