@@ -1,15 +1,23 @@
-"""Benchmark: the cost of distillation, measured side by side in one run.
+"""Benchmark: the cost of distillation and of the data pipeline, measured side by side in one run.
 
-``python -m kd_components.tools.bench [--roi 128] [--iterations 6] [--output docs/benchmarks.md]``
+``python -m kd_components.tools.bench [--crops 128 224x224x144] [--batch-sizes 1 2] [--pipelines default fast]``
 
-One run measures, each mode in its own process (so peak resident memory is its own): student training
-iterations of the baseline, of KD with the teacher run online, and of KD with cached teacher logits, through the
-student bundle's own configs (``train.json`` + ``baseline.json`` / ``cached_teacher.json``); the data pipeline's
-share of each iteration (Ignite's ``GET_BATCH_STARTED`` -> ``GET_BATCH_COMPLETED``); the one-off cost of caching;
-and sliding-window inference over a 240x240x155 volume for the student and the teacher with the inference
-configs' window (128^3, overlap 0.5). It prints a table and writes ``docs/benchmarks.md`` with the machine, the
-versions and the exact command. Targets (reported, never asserted): KD online <= 1.35x the baseline's iteration
-time, KD cached <= 1.10x, peak RSS of student training at 128^3 crops < 4 GiB on CPU.
+One run measures, each configuration in its own process (so peak resident memory is its own), student training
+iterations through the student bundle's own configs: the baseline (``baseline.json``), KD with the teacher online
+and KD with cached teacher logits (``cached_teacher.json``), each with the default data pipeline and the fast one
+(``fast_train.json``), at every crop and batch size asked for. For each: the median iteration, the *floor* (the
+same iteration on a batch already on the device: forward, backward and optimizer step only), iteration / floor,
+the data pipeline's share (Ignite's ``GET_BATCH_STARTED`` -> ``GET_BATCH_COMPLETED``), samples per second, peak RSS
+and peak GPU memory. Then the one-off cost of caching the teacher's logits, and sliding-window inference over a
+240x240x155 volume for student and teacher, with the inference configs' window (128^3, overlap 0.5) and with the
+faster setting (one window over the whole volume, no overlap), repeated alternately so that neither network gets
+the warm machine.
+
+It writes the section of ``docs/benchmarks.md`` (and ``.json``) for the machine it ran on (``cpu`` or ``gpu``),
+keeping the other machine's section. Targets are recorded with each figure, never asserted in tests: on CPU KD
+online <= 1.35x the baseline, KD cached <= 1.10x, the fast pipeline no slower than the default one, peak RSS < 4
+GiB at 128^3; on a GPU data share < 10%, iteration <= 1.3x the floor, KD online <= 1.10x the baseline, KD cached
+<= KD online.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -33,12 +42,10 @@ __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
-MODES = {
-    "baseline": ["baseline.json"],
-    "kd_online": [],
-    "kd_cached": ["cached_teacher.json"],
-}
-TARGETS = {"kd_online": 1.35, "kd_cached": 1.10}
+MODES = {"baseline": ["baseline.json"], "kd_online": [], "kd_cached": ["cached_teacher.json"]}
+PIPELINES = {"default": [], "fast": ["fast_train.json"]}
+CPU_TARGETS = {"kd_online": 1.35, "kd_cached": 1.10}
+GPU_TARGETS = {"data_share": 0.10, "floor_ratio": 1.3, "kd_online": 1.10}
 RSS_TARGET_GIB = 4.0
 
 
@@ -50,18 +57,42 @@ def _segresnet(in_channels: int):
     )
 
 
-def _worker(mode: str, work: Path, roi: int, iterations: int, warmup: int) -> dict:
-    """Train the student in ``mode`` for ``warmup + iterations`` iterations; times, data share and peak RSS."""
+def _crop(text: str) -> list[int]:
+    """``128`` -> [128, 128, 128]; ``224x224x144`` -> [224, 224, 144]."""
+    parts = [int(p) for p in re.split(r"[x,]", str(text)) if p]
+    size = parts * 3 if len(parts) == 1 else parts
+    if len(size) != 3 or any(s < 16 or s % 16 for s in size):
+        raise InputError(
+            f"--crops {text!r}: give N or XxYxZ with sizes that are multiples of 16 (e.g. 128, 224x224x144)."
+        )
+    return size
+
+
+def _name(crop: list[int]) -> str:
+    return "x".join(map(str, crop)) if len(set(crop)) > 1 else f"{crop[0]}^3"
+
+
+def _sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _worker(spec: dict, work: Path, iterations: int, warmup: int) -> dict:
+    """Train the student of ``spec`` for ``warmup + iterations`` iterations; then time its floor."""
     import torch
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
-    files = [str(STUDENT / "train.json"), *[str(STUDENT / f) for f in MODES[mode]]]
+    mode, pipeline, batch, crop = spec["mode"], spec["pipeline"], spec["batch"], spec["crop"]
+    files = [str(STUDENT / "train.json"), *[str(STUDENT / f) for f in MODES[mode] + PIPELINES[pipeline]]]
     overrides = {
-        "bundle_root": str(work / f"student_{mode}"),
+        "bundle_root": str(work / f"student_{mode}_{pipeline}_{batch}_{_name(crop)}"),
         "dataset_dir": str(work / "data"),
         "teacher_ckpt": str(work / "teacher.pt"),
-        "roi_size": [roi] * 3,
+        "roi_size": crop,
+        "batch_size": batch,
         "epochs": 1000,
         "val_interval": 100000,
         "device": "cuda:0" if torch.cuda.is_available() else "cpu",
@@ -81,11 +112,13 @@ def _worker(mode: str, work: Path, roi: int, iterations: int, warmup: int) -> di
     marks: dict[str, list[float]] = {"start": [], "got": [], "done": []}
     trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: marks["start"].append(time.perf_counter()))
     trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: marks["got"].append(time.perf_counter()))
+    kept: list[dict] = []
 
     def _done(engine):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         marks["done"].append(time.perf_counter())
+        if not kept:
+            kept.append(engine.state.batch)
         if len(marks["done"]) >= warmup + iterations:
             engine.terminate()
 
@@ -97,45 +130,82 @@ def _worker(mode: str, work: Path, roi: int, iterations: int, warmup: int) -> di
     n = len(marks["done"])
     iters = [marks["done"][i] - marks["start"][i] for i in range(warmup, n)]
     data = [marks["got"][i] - marks["start"][i] for i in range(warmup, n)]
+    floor = _floor(trainer, kept[0], iterations)
+    samples = batch * int(wf.parser.get_parsed_content("num_samples") if "num_samples" in wf.parser else 1)
+    median = statistics.median(iters)
     return {
-        "mode": mode,
+        **spec,
         "iterations": len(iters),
-        "iter_s": statistics.median(iters),
+        "iter_s": median,
         "iter_s_all": iters,
+        "floor_s": floor,
         "teacher_s": statistics.median(teacher_s) if teacher_s else 0.0,
         "data_share": sum(data) / sum(iters),
+        "samples_per_s": samples / median,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
 
 
-def _sliding_window(shape: tuple[int, int, int], roi: int) -> dict:
-    """Seconds of one sliding-window pass over a ``shape`` volume, student (1 channel) and teacher (4)."""
+def _floor(trainer, batch, iterations: int) -> float:
+    """Median seconds of the trainer's own iteration on one batch already on the device (no data loading)."""
+    import torch
+    from monai.data import list_data_collate
+
+    items = batch if isinstance(batch, list) else [batch]
+    collated = list_data_collate(items)
+    device = trainer.state.device
+    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collated.items()}
+    times = []
+    for _ in range(max(iterations, 2)):
+        _sync()
+        t0 = time.perf_counter()
+        trainer._iteration(trainer, on_device)
+        _sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def _sliding_window(shape: tuple[int, int, int], roi: int, repeats: int = 2) -> dict:
+    """Seconds of one sliding-window pass over a ``shape`` volume, student (1 channel) and teacher (4), with the
+    inference configs' setting and with one window over the whole volume; medians of alternating repeats."""
     import torch
     from monai.inferers import SlidingWindowInferer
 
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    inferer = SlidingWindowInferer(roi_size=[roi] * 3, sw_batch_size=1, overlap=0.5)
-    out = {}
-    for name, channels in (("student", 1), ("teacher", 4)):
-        net = _segresnet(channels).to(device=device, memory_format=torch.channels_last_3d).eval()
-        x = torch.randn(1, channels, *shape, device=device)
-        with torch.no_grad(), torch.autocast("cuda", enabled=device.type == "cuda"):
-            net(x[..., :roi, :roi, :roi])  # warm-up: one window, so both timings exclude one-off set-up
-            t0 = time.perf_counter()
-            inferer(x, net)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            out[name] = time.perf_counter() - t0
+    whole = [-(-s // 16) * 16 for s in shape]
+    settings = {
+        "default": SlidingWindowInferer(roi_size=[roi] * 3, sw_batch_size=1, overlap=0.5),
+        "whole": SlidingWindowInferer(roi_size=whole, sw_batch_size=1, overlap=0.0),
+    }
+    nets = {
+        n: _segresnet(c).to(device=device, memory_format=torch.channels_last_3d).eval()
+        for n, c in (("student", 1), ("teacher", 4))
+    }
+    times: dict[str, list[float]] = {}
+    with torch.no_grad(), torch.autocast("cuda", enabled=device.type == "cuda"):
+        for name, net in nets.items():  # warm-up: one window, so no timing carries one-off set-up
+            net(torch.zeros(1, 1 if name == "student" else 4, roi, roi, roi, device=device))
+        for _ in range(repeats):
+            for setting, inferer in settings.items():
+                for name, net in nets.items():
+                    x = torch.randn(1, 1 if name == "student" else 4, *shape, device=device)
+                    _sync()
+                    t0 = time.perf_counter()
+                    inferer(x, net)
+                    _sync()
+                    times.setdefault(f"{name}_{setting}", []).append(time.perf_counter() - t0)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["whole_window"] = whole
     return out
 
 
-def _run_worker(mode: str, args, work: Path) -> dict:
-    cmd = [sys.executable, "-m", "kd_components.tools.bench", "--worker", mode, "--work", str(work)]
-    cmd += ["--roi", str(args.roi), "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
+def _run_worker(spec: dict, args, work: Path) -> dict:
+    cmd = [sys.executable, "-m", "kd_components.tools.bench", "--worker", json.dumps(spec), "--work", str(work)]
+    cmd += ["--iterations", str(args.iterations), "--warmup", str(args.warmup)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"benchmark worker '{mode}' failed:\n{res.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark worker {spec} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -154,6 +224,7 @@ def _machine() -> dict:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
+        "kind": "gpu" if torch.cuda.is_available() else "cpu",
         "cpu": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM",
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "versions": f"Python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}, "
@@ -162,92 +233,153 @@ def _machine() -> dict:
     }
 
 
-def _report(results: dict, sw: dict, cache_s: float, args, machine: dict, command: str) -> str:
-    base = results["baseline"]
+def _verdicts(r: dict, results: list[dict], kind: str) -> str:
+    """Targets that apply to one row, each with met / NOT met."""
+
+    def same(**kw):
+        found = [
+            x
+            for x in results
+            if all(x[k] == v for k, v in {**r, **kw}.items() if k in ("mode", "pipeline", "batch", "crop"))
+        ]
+        return found[0] if found else None
+
+    out = []
+    base = same(mode="baseline")
+    if kind == "cpu":
+        if r["mode"] in CPU_TARGETS and base:
+            t = CPU_TARGETS[r["mode"]]
+            out.append(f"<= {t:.2f}x baseline: {'met' if r['iter_s'] / base['iter_s'] <= t else 'NOT met'}")
+        default = same(pipeline="default")
+        if r["pipeline"] == "fast" and default:
+            out.append(f"fast <= default: {'met' if r['iter_s'] <= default['iter_s'] else 'NOT met'}")
+    else:
+        out.append(f"data < 10%: {'met' if r['data_share'] < GPU_TARGETS['data_share'] else 'NOT met'}")
+        out.append(f"<= 1.3x floor: {'met' if r['iter_s'] <= GPU_TARGETS['floor_ratio'] * r['floor_s'] else 'NOT met'}")
+        if r["mode"] == "kd_online" and base:
+            out.append(
+                f"<= 1.10x baseline: {'met' if r['iter_s'] <= GPU_TARGETS['kd_online'] * base['iter_s'] else 'NOT met'}"
+            )
+        online = same(mode="kd_online")
+        if r["mode"] == "kd_cached" and online:
+            out.append(f"<= KD online: {'met' if r['iter_s'] <= online['iter_s'] else 'NOT met'}")
+    return "; ".join(out)
+
+
+def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict, command: str) -> str:
+    kind = machine["kind"]
     lines = [
-        "# Benchmarks: the cost of distillation",
-        "",
-        "Measured in one run of the command below (each training mode in its own process, so its peak resident",
-        "memory is its own). Student = SegResNet init 16, 1 input channel; teacher = the same with 4 inputs, frozen.",
-        "Iteration = data fetch + (teacher) + student forward/backward/step, batch 1, median of the timed",
-        "iterations after warm-up. Targets are goals recorded here, never asserted in tests.",
+        f"## {kind.upper()}: {machine['gpu'] if kind == 'gpu' else machine['cpu']}",
         "",
         f"- Command: `{command}`",
         f"- Machine: {machine['cpu']}; GPU: {machine['gpu']}; torch threads: {machine['threads']}",
         f"- Versions: {machine['versions']}",
-        f"- Crops: {args.roi}^3 from a {args.shape[0]}x{args.shape[1]}x{args.shape[2]} phantom, "
-        f"{args.warmup} warm-up + {args.iterations} timed iterations per mode",
+        f"- Phantom {'x'.join(map(str, args.shape))}, {args.cases} cases; {args.warmup} warm-up + {args.iterations} "
+        f"timed iterations per row; each row its own process",
         "",
-        "## Training iteration",
-        "",
-        "| mode | s / iteration (min-max) | x baseline | target | teacher forward s / it | data share | "
-        "peak RSS (GiB) | x baseline |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | pipeline | crop | batch | s / it (min-max) | floor s / it | it / floor | x baseline | "
+        "teacher s / it | data share | samples / s | peak RSS GiB | peak GPU GiB | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mode in MODES:
-        r = results[mode]
-        ratio = r["iter_s"] / base["iter_s"]
-        target = TARGETS.get(mode)
-        verdict = "" if target is None else f"<= {target:.2f}x: {'met' if ratio <= target else 'NOT met'}"
-        spread = f"{min(r['iter_s_all']):.1f}-{max(r['iter_s_all']):.1f}"
+    for r in results:
+        base = [
+            x
+            for x in results
+            if x["mode"] == "baseline"
+            and (x["pipeline"], x["batch"], x["crop"]) == (r["pipeline"], r["batch"], r["crop"])
+        ]
+        ratio = f"{r['iter_s'] / base[0]['iter_s']:.2f}" if base else "-"
+        gpu = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
         lines.append(
-            f"| {mode} | {r['iter_s']:.2f} ({spread}) | {ratio:.2f} | {verdict} | {r.get('teacher_s', 0.0):.2f} | "
-            f"{100 * r['data_share']:.1f}% | {r['peak_rss_gib']:.2f} | {r['peak_rss_gib'] / base['peak_rss_gib']:.2f} |"
+            f"| {r['mode']} | {r['pipeline']} | {_name(r['crop'])} | {r['batch']} | {r['iter_s']:.2f} "
+            f"({min(r['iter_s_all']):.2f}-{max(r['iter_s_all']):.2f}) | {r['floor_s']:.2f} | "
+            f"{r['iter_s'] / r['floor_s']:.2f} | {ratio} | {r['teacher_s']:.2f} | {100 * r['data_share']:.1f}% | "
+            f"{r['samples_per_s']:.3f} | {r['peak_rss_gib']:.2f} | {gpu} | {_verdicts(r, results, kind)} |"
         )
-    worst = max(r["peak_rss_gib"] for r in results.values())
-    online = results["kd_online"]
+    worst: dict[str, float] = {}
+    for r in results:
+        worst[_name(r["crop"])] = max(worst.get(_name(r["crop"]), 0.0), r["peak_rss_gib"])
+    whole = "x".join(map(str, sw["whole_window"]))
     lines += [
         "",
-        f"Iteration times vary by +-{50 * (max(base['iter_s_all']) - min(base['iter_s_all'])) / base['iter_s']:.0f}% "
-        f"between iterations of the baseline here (min-max above; a shared machine), so ratios of medians are only as "
-        f"good as that. The teacher forward, timed inside the "
-        f"handler, is the direct cost of online KD: {online['teacher_s']:.2f} s per iteration, i.e. "
-        f"{(base['iter_s'] + online['teacher_s']) / base['iter_s']:.2f}x the baseline's median iteration; cached KD "
-        f"has no teacher forward.",
-        f"Peak RSS of student training at {args.roi}^3 crops: {worst:.2f} GiB (all modes; target < "
-        f"{RSS_TARGET_GIB:.0f} GiB{'' if args.roi == 128 else ', stated for 128^3'}: "
-        f"{'met' if worst < RSS_TARGET_GIB else 'NOT met'}).",
+        "Peak RSS per crop (all rows): "
+        + ", ".join(
+            f"{k}: {v:.2f} GiB"
+            + (
+                f" (target < {RSS_TARGET_GIB:.0f} GiB: {'met' if v < RSS_TARGET_GIB else 'NOT met'})"
+                if k == "128^3"
+                else ""
+            )
+            for k, v in sorted(worst.items())
+        )
+        + ".",
         f"Caching the teacher's logits (sliding window over each training case's brain, float16, compressed): "
         f"{cache_s:.1f} s for {args.cases - 1} case(s), once.",
         "",
-        f"## Sliding-window inference over {'x'.join(map(str, args.sw_shape))}",
+        f"Sliding-window inference over {'x'.join(map(str, args.sw_shape))} (medians of alternating repeats):",
         "",
-        "| network | seconds |",
-        "|---|---|",
-        f"| student (1 channel) | {sw['student']:.1f} |",
-        f"| teacher (4 channels) | {sw['teacher']:.1f} |",
-        "",
-        f"Window {args.sw_roi}^3, overlap 0.5, batch of 1 window (the inference configs' settings).",
+        "| setting | student (1 channel) s | teacher (4 channels) s |",
+        "|---|---|---|",
+        f"| inference configs: window {args.sw_roi}^3, overlap 0.5 | {sw['student_default']:.2f} | "
+        f"{sw['teacher_default']:.2f} |",
+        f"| faster: one {whole} window, overlap 0 | {sw['student_whole']:.2f} | {sw['teacher_whole']:.2f} |",
         "",
     ]
     return "\n".join(lines)
 
 
+HEADER = """# Benchmarks: the cost of distillation and of the data pipeline
+
+Written by `python -m kd_components.tools.bench`; each machine kind has its own section, rewritten by a run on that
+kind. Student = SegResNet init 16, 1 input channel; teacher = the same with 4 inputs, frozen. Iteration = data
+fetch + (teacher) + student forward/backward/step, median of the timed iterations after warm-up; the floor is the
+same iteration on a batch already on the device. Targets are goals recorded here, never asserted in tests.
+"""
+
+
+def _merge(path: Path, kind: str, section: str) -> str:
+    """``path``'s report with the section of ``kind`` replaced (or added), the other kind's section kept."""
+    begin, end = f"<!-- section:{kind} -->", f"<!-- /section:{kind} -->"
+    old = path.read_text() if path.is_file() else ""
+    sections = {
+        k: m for k in ("cpu", "gpu") for m in re.findall(rf"<!-- section:{k} -->.*?<!-- /section:{k} -->", old, re.S)
+    }
+    sections[kind] = f"{begin}\n{section}\n{end}"
+    if "gpu" not in sections:
+        sections["gpu"] = "<!-- section:gpu -->\n## GPU\n\nPending: no GPU run recorded yet.\n<!-- /section:gpu -->"
+    return HEADER + "\n" + "\n\n".join(sections[k] for k in ("cpu", "gpu") if k in sections) + "\n"
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kd_components.tools.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--roi", type=int, default=128, help="training crop size (default 128)")
+    p.add_argument("--crops", nargs="+", default=["128"], help="training crops, N or XxYxZ (default 128)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
+    p.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=list(PIPELINES), help="data pipelines")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="training modes")
     p.add_argument("--shape", type=int, nargs=3, default=[160, 160, 144], help="phantom volume shape")
     p.add_argument("--cases", type=int, default=3, help="phantom cases (one goes to validation)")
-    p.add_argument("--iterations", type=int, default=6, help="timed iterations per mode")
+    p.add_argument("--iterations", type=int, default=6, help="timed iterations per row")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     p.add_argument("--sw-shape", type=int, nargs=3, default=[240, 240, 155], help="sliding-window volume")
     p.add_argument("--sw-roi", type=int, default=128, help="sliding-window size")
     p.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"), help="markdown report to write")
-    p.add_argument("--worker", choices=sorted(MODES), help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(_worker(args.worker, Path(args.work), args.roi, args.iterations, args.warmup)))
+        print(json.dumps(_worker(json.loads(args.worker), Path(args.work), args.iterations, args.warmup)))
         return 0
-    if args.roi % 8 or args.iterations < 1 or args.cases < 2:
-        raise InputError("--roi must be a multiple of 8, --iterations >= 1 and --cases >= 2.")
+    crops = [_crop(c) for c in args.crops]
+    if args.iterations < 1 or args.cases < 2 or min(args.batch_sizes) < 1:
+        raise InputError("--iterations >= 1, --cases >= 2 and batch sizes >= 1 are needed.")
     import torch
 
     from kd_components.data import write_phantom
     from kd_components.tools.cache import cache_teacher_logits
 
     command = " ".join(["python -m kd_components.tools.bench", *(argv if argv is not None else sys.argv[1:])])
+    results = []
     with tempfile.TemporaryDirectory(prefix="kd_bench_") as tmp:
         work = Path(tmp)
         write_phantom(
@@ -256,25 +388,33 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         torch.save(_segresnet(4).state_dict(), work / "teacher.pt")
         t0 = time.perf_counter()
-        cache_teacher_logits(work / "teacher.pt", work / "data", overrides={"roi_size": [args.roi] * 3})
+        cache_teacher_logits(work / "teacher.pt", work / "data", overrides={"roi_size": crops[0]})
         cache_s = time.perf_counter() - t0
-        results = {}
-        for mode in MODES:
-            results[mode] = r = _run_worker(mode, args, work)
-            print(
-                f"{mode}: {r['iter_s']:.2f} s/iteration, data {100 * r['data_share']:.1f}%, "
-                f"peak RSS {r['peak_rss_gib']:.2f} GiB",
-                flush=True,
-            )
+        for crop in crops:
+            for batch in args.batch_sizes:
+                for pipeline in args.pipelines:  # paired: both pipelines of a mode run one after the other
+                    for mode in args.modes:
+                        spec = {"mode": mode, "pipeline": pipeline, "batch": batch, "crop": crop}
+                        results.append(r := _run_worker(spec, args, work))
+                        print(
+                            f"{mode} {pipeline} {_name(crop)} batch {batch}: {r['iter_s']:.2f} s/it, floor "
+                            f"{r['floor_s']:.2f}, data {100 * r['data_share']:.1f}%, RSS {r['peak_rss_gib']:.2f} GiB",
+                            flush=True,
+                        )
     sw = _sliding_window(tuple(args.sw_shape), args.sw_roi)
-    report = _report(results, sw, cache_s, args, _machine(), command)
+    machine = _machine()
+    section = _section(results, sw, cache_s, args, machine, command)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, report)
-    atomic_write_text(
-        out.with_suffix(".json"), json.dumps({"results": results, "sliding_window_s": sw}, indent=2) + "\n"
-    )
-    print(report)
+    atomic_write_text(out, _merge(out, machine["kind"], section))
+    store = out.with_suffix(".json")
+    try:
+        previous = json.loads(store.read_text()) if store.is_file() else {}
+    except json.JSONDecodeError:
+        previous = {}
+    previous = {k: v for k, v in previous.items() if k in ("cpu", "gpu")}
+    previous[machine["kind"]] = {"machine": machine, "command": command, "results": results, "sliding_window_s": sw}
+    atomic_write_text(store, json.dumps(previous, indent=2) + "\n")
+    print(section)
     print(f"wrote {out}")
     return 0
 
