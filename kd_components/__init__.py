@@ -21,9 +21,11 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
 - ``training.teacher``: ``load_teacher`` (load, check, freeze).
 - ``training.batch``: ``SelectChannelsBatch`` (the student's channel for its evaluator).
-- ``training.data``: ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
+- ``training.data``: ``CheckedThreadDataLoader`` (a case that cannot be loaded stops the run in one line) and
+  ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
+- ``training.stop``: ``StopOnBadInput`` (bad input ends a run at once: no final checkpoint, no traceback).
 - ``training.progress``: ``EpochProgressBar``. ``training.distributed``: torchrun helpers.
 - ``training.runinfo``: ``record_run``. ``training.settings``: the one-line checks of a bundle's settings.
 

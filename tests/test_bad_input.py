@@ -4,6 +4,7 @@ user is told (before any work starts), plus the bundle's one-line output listing
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,24 @@ def _affine(root):
     return r"'.*_t2\.nii\.gz' has another affine .*; co-register the modalities and the label"
 
 
+def _four_d(root):
+    _rewrite(_file(root, "t2"), lambda d: np.stack([d, d], axis=-1))
+    return r"image file '.*_t2\.nii\.gz' has shape \(32, 32, 32, 2\): a 3-D volume per file is needed"
+
+
+def _trailing_singleton(root):
+    _rewrite(_file(root, "flair"), lambda d: d[..., None])
+    return (
+        r"image file '.*_flair\.nii\.gz' has shape \(32, 32, 32, 1\): a 3-D volume is needed and trailing "
+        r"dimensions of size 1 are refused, not guessed away; drop them once with nibabel"
+    )
+
+
+def _two_d_label(root):
+    _rewrite(_file(root, "seg"), lambda d: d[:, :, 16])
+    return r"label file '.*_seg\.nii\.gz' has shape \(32, 32\): a 3-D volume is needed"
+
+
 def _nan(root):
     _rewrite(_file(root, "t1ce"), lambda d: np.where(d > d.max() * 0.9, np.nan, d).astype(np.float32))
     return r"'.*_t1ce\.nii\.gz' has \d+ NaN/Inf voxel\(s\); replace them"
@@ -96,6 +115,9 @@ BAD_INPUT = {
     "unreadable modality file": _unreadable,
     "modality of another shape": _shape,
     "modality of another affine": _affine,
+    "4-D modality": _four_d,
+    "trailing singleton dimension": _trailing_singleton,
+    "2-D label": _two_d_label,
     "NaN voxels": _nan,
     "all-zero modality": _zero,
     "label value outside the convention": _labels,
@@ -121,8 +143,6 @@ def test_bad_input_table(what, broken):
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"datalist '{broken / 'datalist.json'}'")
-    import re
-
     assert re.search(expected, message), f"{what}: {message}"
 
 
@@ -171,3 +191,77 @@ def test_validation_memory_skips_unchanged_cases_and_rechecks_changed(tiny_phant
     _zero(root)  # a changed file is checked again
     with pytest.raises(InputError, match="zero everywhere"):
         load_datalist(root / "datalist.json", "training", root)
+
+
+# ------------------------------------------------------------------------------------------- while running
+#: validation bypassed, so that a broken file first meets the data loader (as a file changed after validation would)
+UNCHECKED = {
+    "train_datalist": "$kd_components.data.load_datalist(@data_list_file_path, 'training', @dataset_dir, check=False)",
+    "val_datalist": "$kd_components.data.load_datalist(@data_list_file_path, @eval_split, @dataset_dir, check=False)",
+}
+
+
+def _bundle_cli(run_id, configs, tmp_path, data, overlay: dict, *args):
+    cfg = tmp_path / "unchecked.json"
+    cfg.write_text(json.dumps(overlay))
+    files = "[" + ",".join(f"'{REPO / 'bundles' / 'teacher' / 'configs' / c}'" for c in configs) + f",'{cfg}']"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files, "--dataset_dir", str(data)]
+    cmd += ["--bundle_root", str(tmp_path / "out"), "--roi_size", "[32, 32, 32]", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=_env())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_loader_failure_stops_training_in_one_line(broken, tmp_path, workers):
+    """A case that fails in the loader (its thread or a worker process) stops training at once: exit 1, one line
+    naming the case and its files, no checkpoint, never a shorter epoch."""
+    _four_d(broken)
+    overlay = {"train_datalist": UNCHECKED["train_datalist"], "val_datalist": UNCHECKED["train_datalist"]}
+    res = _bundle_cli(
+        "training",
+        ["train.json"],
+        tmp_path,
+        broken,
+        overlay,
+        "--epochs",
+        "1",
+        "--num_workers",
+        workers,
+        "--init_filters",
+        "8",
+    )
+    assert res.returncode == 1, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert re.match(r"error: case '.*' could not be loaded \(folder '.*': .*_t2\.nii\.gz.*\): ValueError: ", last), last
+    assert "Traceback" not in res.stderr
+    assert not list((tmp_path / "out").rglob("*.pt")), "no checkpoint from a run stopped by bad input"
+
+
+@pytest.mark.slow
+def test_loader_failure_stops_evaluation_without_metric_files(broken, tiny_phantom, teacher_ckpt, tmp_path):
+    content = json.loads((broken / "datalist.json").read_text())
+    case = content["test"][0]
+    _rewrite(broken / case["image"][0], lambda d: d[..., None])  # trailing singleton in the test case's T1c
+    (tmp_path / "out" / "models").mkdir(parents=True)
+    shutil.copy(teacher_ckpt, tmp_path / "out" / "models" / "model.pt")
+    res = _bundle_cli(
+        "evaluating", ["train.json", "evaluate.json"], tmp_path, broken, {"val_datalist": UNCHECKED["val_datalist"]}
+    )
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert re.match(rf"error: case '{case['case']}' could not be loaded", res.stderr.strip().splitlines()[-1]), (
+        res.stderr[-3000:]
+    )
+    assert not list((tmp_path / "out").rglob("metrics_*")), "no metric file from a stopped evaluation"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", [_four_d, _trailing_singleton])
+def test_dimension_problems_refused_before_any_work(broken, tmp_path, breakage):
+    breakage(broken)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training"]
+    cmd += ["--config_file", str(REPO / "bundles" / "teacher" / "configs" / "train.json")]
+    cmd += ["--dataset_dir", str(broken), "--bundle_root", str(tmp_path / "out")]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, env=_env())
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "a 3-D volume" in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / "models").exists() or not any((tmp_path / "out" / "models").iterdir())

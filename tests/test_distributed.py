@@ -132,5 +132,5 @@ def test_writers_are_not_built_on_other_ranks(bundle, tiny_phantom, tmp_path, mo
     assert writers <= set(train0) and {"StatsHandler", "RegionMetricsWriter"} <= set(eval0)
     assert not writers & set(train1) and not {"StatsHandler", "RegionMetricsWriter"} & set(eval1)
     assert {"ResumeFromCheckpoint", "LrScheduleHandler", "ValidationHandler"} <= set(train1)
-    assert eval1 == ["CheckpointLoader"], "every rank loads the weights it evaluates"
+    assert eval1 == ["StopOnBadInput", "CheckpointLoader"], "every rank loads the weights it evaluates"
     assert not (tmp_path / "rank1").exists(), "rank 1 opened no file (TensorBoard writers open theirs when built)"

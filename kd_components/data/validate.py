@@ -83,6 +83,21 @@ def flush() -> None:
         _DIRTY.discard(path)
 
 
+def _dimension_problem(shape: tuple[int, ...]) -> str:
+    """What is wrong with an image that is not a 3-D volume, and how to fix it."""
+    if len(shape) > 3 and all(s == 1 for s in shape[3:]):
+        return (
+            f"has shape {shape}: a 3-D volume is needed and trailing dimensions of size 1 are refused, not guessed "
+            f"away; drop them once with nibabel (nib.save(nib.squeeze_image(nib.load(f)), f)) or re-export"
+        )
+    if len(shape) > 3:
+        return (
+            f"has shape {shape}: a 3-D volume per file is needed (one modality, one time point); give each modality "
+            f"as its own 3-D file"
+        )
+    return f"has shape {shape}: a 3-D volume is needed (a 2-D slice or a 1-D file is not a BraTS scan); re-export it"
+
+
 def case_problems(name: str, images: list[Path], label: Path | None, convention: str | None = None) -> list[str]:
     """Problems of one case (empty when usable); each names the file, what is wrong and how to fix it.
 
@@ -111,6 +126,9 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
             problems.append(
                 f"case '{name}': {role} file '{path}' cannot be read ({type(e).__name__}: {reason}); re-export it"
             )
+            continue
+        if len(img.shape) != 3:
+            problems.append(f"case '{name}': {role} file '{path}' {_dimension_problem(tuple(img.shape))}")
             continue
         shape, affine = tuple(img.shape[:3]), img.affine
         if ref_shape is None:

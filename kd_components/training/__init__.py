@@ -3,11 +3,12 @@ progress, torchrun helpers, the run record and the settings checks (the config b
 
 from __future__ import annotations
 
-from kd_components.training import checkpoints, distributed, runinfo, settings
+from kd_components.training import checkpoints, data, distributed, runinfo, settings
 from kd_components.training.batch import SelectChannelsBatch
 from kd_components.training.progress import EpochProgressBar
 from kd_components.training.resume import BestMetricState, ResumeFromCheckpoint
 from kd_components.training.saver import AtomicCheckpointSaver
+from kd_components.training.stop import StopOnBadInput
 from kd_components.training.teacher import load_teacher
 from kd_components.training.trainer import DistillationTrainer, loss_terms
 
@@ -18,7 +19,9 @@ __all__ = [
     "EpochProgressBar",
     "ResumeFromCheckpoint",
     "SelectChannelsBatch",
+    "StopOnBadInput",
     "checkpoints",
+    "data",
     "distributed",
     "load_teacher",
     "loss_terms",

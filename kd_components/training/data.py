@@ -1,21 +1,25 @@
-"""The fast training pipeline's dataset: deterministic preprocessing cached once per case, in memory when it fits
-the budget, else on disk uncompressed (MONAI's fast-training recipe; ``configs/fast_train.json``)."""
+"""Data loading for the bundles: loaders whose failures stop the run with one line naming the case, and the fast
+training pipeline's cache (deterministic preprocessing once per case, in memory when it fits the budget, else on
+disk uncompressed: MONAI's fast-training recipe, ``configs/fast_train.json``)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from monai.data import CacheDataset, PersistentDataset
+from monai.data import CacheDataset, DataLoader, PersistentDataset, ThreadDataLoader
+from monai.data.thread_buffer import buffer_iterator
 from monai.data.utils import json_hashing
 from monai.transforms import Compose
+from torch.utils.data import Dataset as TorchDataset
 
 from kd_components.errors import InputError
 
-__all__ = ["cached_dataset", "estimate_case_bytes"]
+__all__ = ["CaseLoadError", "CheckedThreadDataLoader", "cached_dataset", "estimate_case_bytes", "one_line"]
 
 logger = logging.getLogger("kd_components.data")
 
@@ -82,3 +86,107 @@ def cached_dataset(
         f"{budget / 2**30:.1f} GiB; --cache_memory_gib raises it)"
     )
     return PersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=json_hashing)
+
+
+class CaseLoadError(RuntimeError):
+    """A case of a dataset could not be loaded; the message names it, its files and the cause, on one line."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(text: str, limit: int = 240) -> str:
+    """``text`` on one line, without terminal colour codes, at most ``limit`` characters."""
+    text = " ".join(_ANSI.sub("", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _files(item) -> list[str]:
+    if not isinstance(item, dict):
+        return []
+    out = []
+    for key in ("image", "label", "teacher_logits"):
+        value = item.get(key)
+        if isinstance(value, (list, tuple)):
+            out += [str(v) for v in value]
+        elif isinstance(value, (str, os.PathLike)):
+            out.append(str(value))
+    return out
+
+
+def _describe(files: list[str]) -> str:
+    """`` (folder 'DIR': a.nii.gz, b.nii.gz)`` for files in one folder, else their paths."""
+    if not files:
+        return ""
+    parents = {str(Path(f).parent) for f in files}
+    if len(parents) == 1:
+        return f" (folder '{parents.pop()}': {', '.join(Path(f).name for f in files)})"
+    return f" (files: {', '.join(files)})"
+
+
+class _CheckedDataset(TorchDataset):
+    """``dataset`` whose failures name the case and its files (as ``CaseLoadError``)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except Exception as e:  # noqa: BLE001 - any failure while loading means the same to the user
+            data = getattr(self.dataset, "data", None)
+            item = data[index] if data is not None and isinstance(index, int) and index < len(data) else None
+            case = item.get("case") if isinstance(item, dict) else None
+            cause = _root_cause(e)
+            raise CaseLoadError(
+                f"case '{case or index}' could not be loaded{_describe(_files(item))}: "
+                f"{one_line(f'{type(cause).__name__}: {cause}', limit=300)}; check these files (re-export a broken "
+                f"one) or remove the case from the datalist"
+            ) from e
+
+
+class CheckedThreadDataLoader(ThreadDataLoader):
+    """MONAI's ``ThreadDataLoader`` whose loading failures stop the run with one line naming the case and its files.
+
+    MONAI's thread buffer ends the iteration quietly when its thread fails, so a broken case would shrink an epoch
+    (or an evaluation would score the other cases and stop). Here any failure, in the buffer thread or in a worker
+    process, reaches the engine as ``InputError``; the run stops before the epoch or the evaluation completes, and
+    ``AtomicCheckpointSaver`` / ``RegionMetricsWriter`` write nothing for it.
+
+    Args:
+        dataset: the dataset (``CacheDataset``, ``Dataset`` ...).
+        kwargs: the arguments of ``ThreadDataLoader`` (``batch_size``, ``num_workers``, ``sampler`` ...).
+    """
+
+    def __init__(self, dataset, **kwargs):
+        super().__init__(_CheckedDataset(dataset), **kwargs)
+
+    def __iter__(self):
+        errors: list[BaseException] = []
+
+        def source():
+            try:
+                yield from DataLoader.__iter__(self)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread below
+                errors.append(e)
+
+        yield from buffer_iterator(source(), self.buffer_size, self.buffer_timeout, self.repeats)
+        if errors:
+            error = errors[0]
+            if isinstance(error, CaseLoadError):
+                # from a worker process, torch re-raises the type with the worker's traceback in the message
+                lines = [ln for ln in str(error).splitlines() if ln.strip()]
+                text = lines[-1].split("CaseLoadError: ", 1)[-1] if lines else str(error)
+                raise InputError(text) from None
+            if isinstance(error, InputError):
+                raise error
+            raise InputError(f"loading data failed: {one_line(f'{type(error).__name__}: {error}')}") from None
