@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
+from official_cases import cases
 
-from kd_components.evaluation import HD95_EMPTY_PENALTY, RegionMetricsWriter, region_metrics, summarize
+from kd_components.errors import InputError
+from kd_components.evaluation import HD95_EMPTY_PENALTY, RegionMetricsWriter, region_metrics, score_files, summarize
 
 
 def _cube(lo, hi, shape=(10, 10, 10)):
@@ -82,3 +90,89 @@ def test_writer_files(tmp_path):
 def test_ill_shapes():
     with pytest.raises(ValueError, match=r"pred \(3, 10, 10, 10\) and label \(2, 10, 10, 10\)"):
         region_metrics(_regions(CUBE, CUBE, CUBE), torch.stack([CUBE, CUBE]))
+
+
+# ------------------------------------------------------------------------------------------- official 2023+ rules
+OFFICIAL = json.loads((Path(__file__).parent / "data" / "brats_evaluation.json").read_text())
+
+
+def _same(ours: float, official) -> bool:
+    official = float(official)  # "NaN" / "Infinity" as the JSON stores them
+    if math.isnan(official) or math.isinf(official):
+        return (math.isnan(ours) and math.isnan(official)) or ours == official
+    return ours == pytest.approx(official, rel=1e-9, abs=1e-9)
+
+
+def _write_case(folder: Path, name: str):
+    ref, pred, spacing = cases()[name]
+    affine = np.diag([*spacing, 1.0])
+    nib.save(nib.Nifti1Image(ref, affine), folder / f"{name}_ref.nii.gz")
+    nib.save(nib.Nifti1Image(pred, affine), folder / f"{name}_pred.nii.gz")
+    return folder / f"{name}_ref.nii.gz", folder / f"{name}_pred.nii.gz"
+
+
+@pytest.mark.parametrize("name", sorted(cases()))
+def test_brats2023_rules_equal_the_official_tool(tmp_path, name):
+    """Dice and HD95 equal brats-evaluation's (recorded with its version in tests/data/brats_evaluation.json) on
+    overlap, one-voxel shift, erosion, dilation, disjoint masks, one or both empty, anisotropic spacing."""
+    ref, pred = _write_case(tmp_path, name)
+    ours = score_files(ref, pred, "brats2023", "2023")
+    for region, values in OFFICIAL["results"][name].items():
+        for metric in ("dice", "hd95"):
+            assert _same(ours[region][metric], values[metric]), (name, region, metric, ours[region], values)
+
+
+def test_score_command_prints_one_json_object(tmp_path):
+    ref, pred = _write_case(tmp_path, "both_et_empty")
+    res = subprocess.run(
+        [sys.executable, "-m", "kd_components.evaluation", "score", "--reference", str(ref), "--prediction", str(pred)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert list(out) == ["ET", "TC", "WT"] and math.isnan(out["ET"]["dice"]) and math.isnan(out["ET"]["hd95"])
+    assert out["WT"]["dice"] == pytest.approx(float(OFFICIAL["results"]["both_et_empty"]["WT"]["dice"]))
+    disjoint = score_files(*_write_case(tmp_path, "disjoint"))
+    assert disjoint["ET"] == {"dice": 0.0, "hd95": math.inf}
+    # the same maps under the 2021 rules: both empty is a perfect score, HD95 in mm
+    old = score_files(*_write_case(tmp_path, "both_et_empty"), convention="brats2021")
+    assert old["ET"] == {"dice": 1.0, "hd95": 0.0}
+    aniso = score_files(*_write_case(tmp_path, "anisotropic_spacing"), convention="brats2021")
+    assert aniso["WT"]["hd95"] == pytest.approx(3.0), "brats2021 HD95 is in mm (3 mm slices)"
+
+
+def test_brats2023_summary_counts_inf_as_373_and_leaves_nan_out():
+    rows = [{"h": 2.0}, {"h": math.inf}, {"h": math.nan}]
+    s = summarize(rows, ["h"], "brats2023")["h"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx((2.0 + 373.0) / 2)
+
+
+def test_ill_score(tmp_path):
+    ref, pred = _write_case(tmp_path, "overlap")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "small.nii.gz")
+    with pytest.raises(InputError, match=r"has shape \(4, 4, 4\) but --reference .* \(32, 30, 28\)"):
+        score_files(ref, tmp_path / "small.nii.gz")
+    with pytest.raises(InputError, match="--convention 'brats2019': use brats2023 or brats2021"):
+        score_files(ref, pred, "brats2019")
+    with pytest.raises(InputError, match=r"holds values \[0, 1, 2, 3\]; expected \[0, 1, 2, 4\]"):
+        score_files(ref, pred, labels="2021")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kd_components.evaluation",
+            "score",
+            "--reference",
+            str(tmp_path / "nope.nii.gz"),
+            "--prediction",
+            str(pred),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        res.returncode == 1 and res.stderr.strip().startswith("error: --reference '") and "Traceback" not in res.stderr
+    )
