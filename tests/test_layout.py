@@ -262,3 +262,17 @@ def test_fast_overlays_match():
     )
     rest = {k for k in teacher if not k.startswith("train#") or k.endswith("dataset")}
     assert {k: student[k] for k in rest} == {k: teacher[k] for k in rest}
+
+
+@pytest.mark.parametrize("bundle", ["teacher", "student_kd"])
+def test_evaluation_scores_what_inference_writes(bundle):
+    """evaluate.json uses the inference config's loading, normalisation, sliding window and label-map step."""
+    evaluate, inference = _load(bundle, "evaluate.json"), _load(bundle, "inference.json")
+    transforms = evaluate["validate#preprocessing"]["transforms"]
+    assert {**transforms[0], "keys": "image"} == inference["preprocessing"]["transforms"][0]
+    assert transforms[-1] == inference["preprocessing"]["transforms"][1]
+    assert {**evaluate["validate#inferer"], "roi_size": "@roi_size"} == inference["inferer"]
+    assert evaluate["inference_roi_size"] == inference["roi_size"]
+    assert evaluate["validate#postprocessing"]["transforms"][:3] == inference["postprocessing"]["transforms"][:3]
+    for key in ("output_label_convention", "et_label"):
+        assert evaluate[key] == inference[key]

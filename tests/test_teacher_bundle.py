@@ -162,3 +162,42 @@ def test_cached_batches_keep_four_channels(tiny_phantom):
     loader = parser.get_parsed_content("train#dataloader")
     shapes = {tuple(batch["image"].shape) for _ in range(15) for batch in loader}
     assert shapes == {(1, 4, 32, 32, 32)}
+
+
+def test_evaluation_equals_score_of_the_files_inference_writes(trained, tiny_phantom, tmp_path):
+    """The number a user reads is the number of the file a user gets: per-case Dice and HD95 of evaluate.json equal
+    `python -m kd_components.evaluation score` on the label maps inference.json wrote for the same cases."""
+    import math
+
+    from kd_components.evaluation import read_per_case, score_files
+
+    tmp, _ = trained
+    out = tmp_path / "eval"
+    _workflow(
+        ["train.json", "evaluate.json"],
+        "evaluating",
+        tmp,
+        tiny_phantom,
+        output_dir=str(out),
+        metric_convention="brats2023",
+        inference_roi_size=[32, 32, 32],  # what TINY_RUN's roi_size gives inference.json's window
+    ).run()
+    _workflow(["inference.json"], "run", tmp, tiny_phantom, output_dir=str(tmp_path / "pred")).run()
+    test = {c["case"]: c for c in json.loads((tiny_phantom / "datalist.json").read_text())["test"]}
+    rows = read_per_case(out / "metrics_per_case.csv")
+    assert rows and {r["case"] for r in rows} == set(test)
+    for row in rows:
+        pred = tmp_path / "pred" / f"{row['case']}_t1ce_seg.nii.gz"
+        scored = score_files(tiny_phantom / test[row["case"]]["label"], pred, "brats2023", "2021")
+        for region, values in scored.items():
+            for metric, value in values.items():
+                ours = row[f"{metric}_{region.lower()}"]
+                assert (math.isnan(ours) and math.isnan(value)) or ours == pytest.approx(value, rel=1e-5, abs=1e-6), (
+                    row["case"],
+                    region,
+                    metric,
+                    ours,
+                    value,
+                )
+    summary = json.loads((out / "metrics_summary.json").read_text())
+    assert summary["convention"] == "brats2023" and "pooled" in summary["conventions"]["hd95"]
