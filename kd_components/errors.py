@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 
 __all__ = ["InputError", "command"]
+
+#: terminal colour codes (torch puts some in its messages): never part of a one-line error
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class InputError(SystemExit):
@@ -23,7 +27,7 @@ class InputError(SystemExit):
     """
 
     def __init__(self, message: str):
-        self.message = " ".join(str(message).split())
+        self.message = " ".join(_ANSI.sub("", str(message)).split())
         super().__init__(f"error: {self.message}")
 
     def __str__(self) -> str:

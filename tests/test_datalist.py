@@ -163,3 +163,19 @@ def test_ill_datalist_entry_file_gone(tiny_phantom, tmp_path):
     dl.write_text(json.dumps({"training": [entry]}))
     with pytest.raises(InputError, match=r"image file '.*a_t1ce.nii.gz' does not exist"):
         load_datalist(dl, "training", tiny_phantom)
+
+
+def test_ill_too_few_cases_for_the_splits(tiny_phantom, tmp_path):
+    for case in sorted(tiny_phantom.glob("Phantom_*"))[:2]:
+        shutil.copytree(case, tmp_path / case.name)
+    with pytest.raises(InputError, match=r"2 case\(s\) under .* cannot fill training, validation and test .* leave 0 "):
+        build_datalist(tmp_path)
+    dl = build_datalist(tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert len(dl["training"]) == 2 and not dl["validation"]
+
+
+def test_input_error_is_one_clean_line():
+    err = InputError(
+        "teacher checkpoint 'x.pt' is not a plain state dict (\x1b[1mWeightsUnpickler error\x1b[0m:\n bad)"
+    )
+    assert str(err) == "teacher checkpoint 'x.pt' is not a plain state dict (WeightsUnpickler error: bad)"

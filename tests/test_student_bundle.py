@@ -141,7 +141,7 @@ def test_inference_needs_monai_only_and_reads_dicom(tiny_phantom, teacher_ckpt, 
         input_image=str(dicom),
         output_dir=str(tmp_path / "pred"),
     )
-    pred = nib.load(tmp_path / "pred" / "dicom_series_seg.nii.gz")
+    pred = nib.load(tmp_path / "pred" / "dicom_series_seg_brats2021.nii.gz")
     from monai.transforms import LoadImage
 
     ref = LoadImage(image_only=True)(str(dicom))
@@ -191,7 +191,7 @@ def test_ill_missing_teacher_one_line(tiny_phantom, tmp_path):
         f"exist: pass --teacher_ckpt with the teacher's models/model.pt (train it with bundles/teacher, or use "
         f"model-zoo brats_mri_segmentation's)."
     )
-    assert not (tmp_path / "s" / "models").exists()
+    assert not (tmp_path / "s" / "models").exists() and not (tmp_path / "s" / "eval").exists(), "no run record"
 
 
 def test_ill_teacher_inside_student_output(tiny_phantom, teacher_ckpt, tmp_path):
@@ -217,3 +217,31 @@ def test_ill_student_checkpoint_as_teacher(tiny_phantom, teacher_ckpt, tmp_path)
         r"\(16, 1, 3, 3, 3\) vs network \(16, 4, 3, 3, 3\)",
     ):
         _train_kd(tmp_path / "other", tiny_phantom, student_ckpt)
+
+
+def test_ill_inference_without_any_input_image(tmp_path):
+    (tmp_path / "empty").mkdir()
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(STUDENT / "inference.json")]
+    cmd += ["--dataset_dir", str(tmp_path / "empty"), "--bundle_root", str(tmp_path / "s")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: no image to segment: --input_image [] (default:")
+    assert not (tmp_path / "s").exists()
+
+
+def test_ill_every_missing_input_at_once(tmp_path):
+    """A run missing its datalist and its teacher says both in one line, and writes nothing (no run record)."""
+    (tmp_path / "data").mkdir()
+    res = _cli(
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--bundle_root",
+        str(tmp_path / "s"),
+        "--teacher_ckpt",
+        str(tmp_path / "t.pt"),
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: datalist '{tmp_path / 'data' / 'datalist.json'}' does not exist")
+    assert f"; teacher checkpoint '{tmp_path / 't.pt'}' does not exist" in last
+    assert not (tmp_path / "s").exists(), "a refused run writes nothing, not even its run record"

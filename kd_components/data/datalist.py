@@ -30,6 +30,7 @@ __all__ = [
     "write_datalist",
     "load_datalist",
     "check_entry",
+    "missing_data",
 ]
 
 _FILE_RE = re.compile(r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(\.gz)?$")
@@ -156,6 +157,12 @@ def build_datalist(
 
     n_test, n_val = count(test_fraction), count(val_fraction)
     n_val = min(n_val, max(n - 1 - n_test, 0))
+    if (val_fraction > 0 and n_val == 0) or (test_fraction > 0 and n_test == 0):
+        raise InputError(
+            f"{n} case(s) under '{root}' cannot fill training, validation and test (--val-fraction {val_fraction} "
+            f"and --test-fraction {test_fraction} leave {n_val} validation and {n_test} test case(s)): add cases "
+            f"(3 or more), or pass --val-fraction 0 / --test-fraction 0 for a split you do not need."
+        )
     test = sorted(order[:n_test].tolist())
     val = sorted(order[n_test : n_test + n_val].tolist())
     train = sorted(order[n_test + n_val :].tolist())
@@ -208,6 +215,22 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
     )
 
 
+def missing_data(dataset_dir: str | os.PathLike, data_list_file_path: str | os.PathLike) -> list[str]:
+    """What is missing of a bundle's data (the folder, else the datalist), each with how to fix it; empty if none."""
+    base, path = Path(dataset_dir), Path(data_list_file_path)
+    if not base.is_dir():
+        return [
+            f"dataset_dir '{base}' does not exist: pass --dataset_dir with your BraTS folder, or generate the "
+            f"phantom with 'python -m kd_components.data synthetic --output {base}'"
+        ]
+    if not path.is_file():
+        return [
+            f"datalist '{path}' does not exist: write it with 'python -m kd_components.data datalist --data-dir "
+            f"{base} --output {path}' or pass --data_list_file_path"
+        ]
+    return []
+
+
 def load_datalist(
     data_list_file_path: str | os.PathLike,
     data_list_key: str,
@@ -231,16 +254,9 @@ def load_datalist(
             images, shapes that differ (all problems of the split in one message).
     """
     base, path = Path(base_dir), Path(data_list_file_path)
-    if not base.is_dir():
-        raise InputError(
-            f"dataset_dir '{base}' does not exist: pass --dataset_dir with your BraTS folder, or generate the "
-            f"phantom with 'python -m kd_components.data synthetic --output {base}'."
-        )
-    if not path.is_file():
-        raise InputError(
-            f"datalist '{path}' does not exist: write it with 'python -m kd_components.data datalist --data-dir "
-            f"{base} --output {path}' or pass --data_list_file_path."
-        )
+    missing = missing_data(base, path)
+    if missing:
+        raise InputError(missing[0] + ".")
     try:
         content = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,12 +91,9 @@ class CaseLoadError(RuntimeError):
     """A case of a dataset could not be loaded; the message names it, its files and the cause, on one line."""
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
 def one_line(text: str, limit: int = 240) -> str:
     """``text`` on one line, without terminal colour codes, at most ``limit`` characters."""
-    text = " ".join(_ANSI.sub("", str(text)).split())
+    text = InputError(text).message
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

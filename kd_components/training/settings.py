@@ -6,11 +6,14 @@ naming the override to change.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from kd_components import brats, options
 from kd_components.errors import InputError
-from kd_components.losses import KD_REGIONS, FeatureDistillationLoss
+from kd_components.losses import KD_REGIONS, DistillationLoss, FeatureDistillationLoss
 
-__all__ = ["as_bool", "check_distillation_settings", "student_channel"]
+__all__ = ["as_bool", "check_distillation_settings", "check_inputs", "missing_teacher", "student_channel"]
 
 
 def check_distillation_settings(
@@ -55,6 +58,38 @@ def check_distillation_settings(
             f"cached teacher outputs carry logits only, but feature_weight is {feature_weight}: set "
             f"--feature_weight 0 with configs/cached_teacher.json, or distil online for the feature term."
         )
+
+
+def missing_teacher(checkpoint: str | os.PathLike) -> str:
+    """The problem of a teacher checkpoint that does not exist, with how to fix it."""
+    return (
+        f"teacher checkpoint '{checkpoint}' does not exist: pass --teacher_ckpt with the teacher's models/model.pt "
+        f"(train it with bundles/teacher, or use model-zoo brats_mri_segmentation's)"
+    )
+
+
+def check_inputs(
+    dataset_dir: str | os.PathLike,
+    data_list_file_path: str | os.PathLike,
+    teacher_ckpt: str | os.PathLike | None = None,
+    loss: DistillationLoss | None = None,
+    cached_logits_key: str | None = None,
+) -> None:
+    """Refuse a run whose inputs are missing, naming every missing one at once (data folder or datalist, teacher).
+
+    The teacher checkpoint is needed when ``loss`` has a teacher term and no cached logits replace it.
+
+    Raises:
+        InputError: all missing inputs, in one line.
+    """
+    from kd_components.data.datalist import missing_data
+
+    problems = missing_data(dataset_dir, data_list_file_path)
+    needs_teacher = teacher_ckpt is not None and loss is not None and loss.needs_teacher and cached_logits_key is None
+    if needs_teacher and not Path(teacher_ckpt).is_file():
+        problems.append(missing_teacher(teacher_ckpt))
+    if problems:
+        raise InputError("; ".join(problems) + ".")
 
 
 def as_bool(value, name: str) -> bool:

@@ -12,6 +12,7 @@ from torch import nn
 
 from kd_components.errors import InputError
 from kd_components.training.checkpoints import load_network
+from kd_components.training.settings import missing_teacher
 
 __all__ = ["load_teacher"]
 
@@ -62,10 +63,7 @@ def load_teacher(
         return None
     path = Path(checkpoint)
     if not path.is_file():
-        raise InputError(
-            f"teacher checkpoint '{path}' does not exist: pass --teacher_ckpt with the teacher's models/model.pt "
-            f"(train it with bundles/teacher, or use model-zoo brats_mri_segmentation's)."
-        )
+        raise InputError(missing_teacher(path) + ".")
     resolved = path.resolve()
     for folder in (Path(d).resolve() for d in protected_dirs):
         if _inside(resolved, folder) or folder == resolved.parent:
