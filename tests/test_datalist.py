@@ -179,3 +179,58 @@ def test_input_error_is_one_clean_line():
         "teacher checkpoint 'x.pt' is not a plain state dict (\x1b[1mWeightsUnpickler error\x1b[0m:\n bad)"
     )
     assert str(err) == "teacher checkpoint 'x.pt' is not a plain state dict (WeightsUnpickler error: bad)"
+
+
+# ------------------------------------------------------------------------------------------- published splits
+def test_split_file_reproduces_a_published_protocol(tiny_phantom, tmp_path):
+    names = sorted(p.name for p in tiny_phantom.glob("Phantom_*"))
+    split = {"training": names[:3], "validation": [], "test": [f"./Training/HGG/{names[3]}"], "source": "hand-made"}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    out = tmp_path / "dl.json"
+    assert (
+        data_cli(
+            [
+                "datalist",
+                "--data-dir",
+                str(tiny_phantom),
+                "--output",
+                str(out),
+                "--split-file",
+                str(tmp_path / "split.json"),
+                "--val-fraction",
+                "0.34",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    dl = json.loads(out.read_text())
+    cases = {k: [e["case"] for e in dl[k]] for k in ("training", "validation", "test")}
+    assert cases["test"] == [names[3]], "the test list is taken as published (paths reduced to case names)"
+    assert len(cases["validation"]) == 1 and sorted(cases["training"] + cases["validation"]) == names[:3]
+    assert dl["left_out"] == len(names) - 4, "cases the split does not name are left out"
+
+
+def test_shipped_split_is_brats2018(tmp_path):
+    from kd_components.data import read_split_file
+
+    split = read_split_file("brats2018_mmformer_fold0")
+    assert (len(split["training"]), len(split["validation"]), len(split["test"])) == (190, 0, 95)
+    everything = split["training"] + split["test"]
+    assert len(set(everything)) == 285 and all(c.startswith("Brats18_") for c in everything)
+
+
+def test_ill_split_file_naming_absent_cases(tiny_phantom, tmp_path):
+    from kd_components.data import build_datalist_from_split
+
+    (tmp_path / "split.json").write_text(
+        json.dumps({"training": ["Phantom_00000", "Brats18_2013_0_1"], "validation": [], "test": []})
+    )
+    with pytest.raises(InputError, match=r"1 case\(s\) of --split-file .* are not under .*: Brats18_2013_0_1; give"):
+        build_datalist_from_split(tiny_phantom, tmp_path / "split.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"training": []}))
+    with pytest.raises(InputError, match=r"is not a split \(KeyError"):
+        build_datalist_from_split(tiny_phantom, tmp_path / "bad.json")
+    with pytest.raises(InputError, match=r"does not exist: .* or a shipped split \(brats2018_mmformer_fold0\)"):
+        build_datalist_from_split(tiny_phantom, "nope")

@@ -8,9 +8,11 @@ from __future__ import annotations
 from kd_components.data.datalist import (
     BratsCase,
     build_datalist,
+    build_datalist_from_split,
     check_entry,
     find_cases,
     load_datalist,
+    read_split_file,
     write_datalist,
 )
 from kd_components.data.phantom import PhantomCase, make_phantom_case, write_phantom
@@ -20,10 +22,12 @@ __all__ = [
     "BratsCase",
     "PhantomCase",
     "build_datalist",
+    "build_datalist_from_split",
     "check_entry",
     "find_cases",
     "load_datalist",
     "make_phantom_case",
+    "read_split_file",
     "stack_case",
     "write_datalist",
     "write_phantom",

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from kd_components.data.datalist import build_datalist, write_datalist
+from kd_components.data.datalist import build_datalist, build_datalist_from_split, write_datalist
 from kd_components.data.phantom import write_phantom
 from kd_components.data.stack import stack_case
 from kd_components.errors import command
@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
     d.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    d.add_argument(
+        "--split-file",
+        help="take training/validation/test from a published split (JSON with the three case lists, or a shipped one: "
+        "brats2018_mmformer_fold0); --val-fraction then moves that share of its training cases to validation when it "
+        "has none, and --test-fraction is not used",
+    )
     k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
     k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")
     k.add_argument("--output", required=True, help="4-channel NIfTI to write, e.g. studies/CASE.nii.gz")
@@ -53,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         out = stack_case(args.case_dir, args.output)
         print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
         return 0
+    elif args.split_file:
+        dl = build_datalist_from_split(args.data_dir, args.split_file, args.val_fraction, args.seed)
+        out = write_datalist(dl, args.output)
     else:
         out = write_datalist(
             build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output

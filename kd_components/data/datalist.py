@@ -27,6 +27,8 @@ __all__ = [
     "BratsCase",
     "find_cases",
     "build_datalist",
+    "build_datalist_from_split",
+    "read_split_file",
     "write_datalist",
     "load_datalist",
     "check_entry",
@@ -175,6 +177,94 @@ def build_datalist(
         "training": [entries[i] for i in train],
         "validation": [entries[i] for i in val],
         "test": [entries[i] for i in test],
+    }
+
+
+#: published splits shipped with the package (case identifiers only), by name
+SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
+
+
+def read_split_file(split_file: str | os.PathLike) -> dict[str, list[str]]:
+    """The case lists of a split file: a JSON object with ``training``, ``validation`` and ``test`` lists of case
+    names (or paths, whose last part is taken), or the name of a split shipped in ``kd_components/splits``.
+
+    Raises:
+        InputError: a missing or unreadable file, or one without the three lists.
+    """
+    path = Path(split_file)
+    if not path.is_file() and (SPLITS_DIR / f"{split_file}.json").is_file():
+        path = SPLITS_DIR / f"{split_file}.json"
+    shipped = ", ".join(sorted(p.stem for p in SPLITS_DIR.glob("*.json")))
+    if not path.is_file():
+        raise InputError(
+            f"--split-file '{split_file}' does not exist: give a JSON file with 'training', 'validation' and 'test' "
+            f"case lists, or a shipped split ({shipped})."
+        )
+    try:
+        content = json.loads(path.read_text())
+        lists = {k: [Path(str(c)).name for c in content[k]] for k in ("training", "validation", "test")}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(
+            f"--split-file '{path}' is not a split ({type(e).__name__}: {e}): it needs a JSON object with the lists "
+            f"'training', 'validation' and 'test' (an empty list where a split has none)."
+        ) from None
+    return lists
+
+
+def build_datalist_from_split(
+    data_dir: str | os.PathLike,
+    split_file: str | os.PathLike,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    check_images: bool = True,
+) -> dict:
+    """Datalist of the cases under ``data_dir`` split as a published split file says (its protocol reproduced).
+
+    Every case the split names must be in ``data_dir``; cases in ``data_dir`` that the split does not name are left
+    out. When the split has no validation list, ``val_fraction`` of its training cases (chosen with ``seed``) become
+    the validation split; its test list is never touched.
+
+    Raises:
+        InputError: cases of the split missing from ``data_dir`` (named), a case in two lists, bad fractions, or any
+            problem of :func:`find_cases` / :func:`check_entry`.
+    """
+    val_fraction = _check_fraction("val_fraction", val_fraction)
+    split = read_split_file(split_file)
+    root = Path(data_dir)
+    cases = {c.name: c for c in find_cases(root)}
+    named = [c for k in ("training", "validation", "test") for c in split[k]]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise InputError(f"--split-file '{split_file}' puts {len(twice)} case(s) in two lists: {', '.join(twice[:5])}.")
+    missing = [c for c in named if c not in cases]
+    if missing:
+        raise InputError(
+            f"{len(missing)} case(s) of --split-file '{split_file}' are not under '{root}': {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}; give the folder of that BraTS release (case folders named as in "
+            f"the split)."
+        )
+    lists = {k: list(split[k]) for k in ("training", "validation", "test")}
+    if not lists["validation"] and val_fraction > 0:
+        order = np.random.default_rng(seed).permutation(len(lists["training"]))
+        k = max(1, int(round(len(order) * val_fraction)))
+        chosen = set(order[:k].tolist())
+        lists["validation"] = [c for i, c in enumerate(lists["training"]) if i in chosen]
+        lists["training"] = [c for i, c in enumerate(lists["training"]) if i not in chosen]
+    entries = {k: [_entry(cases[c], root) for c in sorted(v)] for k, v in lists.items()}
+    if check_images:
+        problems = [p for v in entries.values() for e in v for p in check_entry(e, root)]
+        validate.flush()
+        if problems:
+            raise InputError(f"{len(problems)} problem(s) in '{root}': " + "; ".join(problems))
+    conventions = sorted({e["label_convention"] for v in entries.values() for e in v})
+    return {
+        "description": "BraTS datalist written by kd_components.data; paths are relative to the data folder.",
+        "channel_order": [CHANNEL_NAMES[m] for m in TEACHER_CHANNELS],
+        "label_convention": conventions[0] if len(conventions) == 1 else "mixed",
+        "split_file": str(split_file),
+        "split_seed": int(seed),
+        "left_out": len(cases) - len(named),
+        **entries,
     }
 
 
