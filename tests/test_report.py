@@ -82,3 +82,17 @@ def test_ill_no_evaluations(tmp_path):
     with pytest.raises(InputError, match="no evaluation found"):
         collect(tmp_path)
     assert main(["--runs", str(tmp_path / "missing")]) == 1
+
+
+def test_report_states_the_data_and_the_rules_without_machine_paths(runs, tmp_path):
+    from kd_components.tools.report import write_report
+
+    (runs / "demo_config.json").write_text(
+        json.dumps({"data_dir": "None", "quick": True, "teacher_epochs": 2, "student_epochs": 1})
+    )
+    (runs / "data").mkdir()
+    (runs / "data" / "datalist.json").write_text(json.dumps({"training": [1, 2, 3], "validation": [4], "test": [5, 6]}))
+    report = write_report(runs, runs).read_text()
+    assert "Data: the synthetic BraTS-like phantom (not real scans); 3 training, 1 validation, 2 test cases" in report
+    assert "teacher 2 epochs, students 1 epochs" in report and "BraTS 2021 rules" in report
+    assert str(tmp_path) not in report, "no absolute path of this machine"

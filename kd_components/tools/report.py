@@ -48,6 +48,7 @@ def collect(runs: Path) -> list[dict]:
         tags = content.get("tags", {})
         found.append(
             {
+                "convention": str(content.get("convention", "brats2021")),
                 "model": str(tags.get("model", "?")),
                 "modality": str(tags.get("modality", "all")),
                 "seed": int(tags.get("seed", 0)),
@@ -137,10 +138,19 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
     lines = ["# Distillation report", ""]
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
+    conventions = sorted({e["convention"] for e in evals})
+    rules = {
+        "brats2021": "Dice 1 / HD95 0 where a region is empty in both masks, Dice 0 / HD95 373.13 mm where it is "
+        "empty in one (BraTS 2021 rules)",
+        "brats2023": "the official BraTS 2023+ rules: NaN where a region is empty in both masks (left out of means), "
+        "HD95 inf (counted as 373) where it is empty in one or the masks do not overlap",
+    }
+    lines += _run_description(runs)
     lines += [
-        f"Evaluations found under `{runs}`: {len(evals)}. Metrics per test case, BraTS regions; Dice 1 / HD95 0 where",
-        "a region is empty in both masks, Dice 0 / HD95 373.13 mm where it is empty in one. Means over test cases,",
-        "averaged over seeds (± the standard deviation over seeds when there are several).",
+        f"Evaluations found under `{runs.name}/`: {len(evals)}; {max(len(e['rows']) for e in evals)} test case(s) "
+        f"each. Metrics per test case on the label map inference writes, BraTS regions; "
+        + "; ".join(rules.get(c, c) for c in conventions)
+        + ". Means over test cases, averaged over seeds (± the standard deviation over seeds when there are several).",
         "",
         "## Dice and HD95 per region",
         "",
@@ -211,6 +221,27 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
     return report
 
 
+def _run_description(runs: Path) -> list[str]:
+    """What the demo trained on, from its ``demo_config.json`` (data, epochs, split sizes); empty without one."""
+    config_file = runs / "demo_config.json"
+    if not config_file.is_file():
+        return []
+    config = json.loads(config_file.read_text())
+    data = config.get("data_dir")
+    source = "the synthetic BraTS-like phantom (not real scans)" if data in (None, "None") else f"`{Path(data).name}`"
+    datalists = [p for p in (runs / "data" / "datalist.json", runs / "datalist.json") if p.is_file()]
+    sizes = ""
+    if datalists:
+        content = json.loads(datalists[0].read_text())
+        sizes = ", ".join(f"{len(content.get(k, []))} {k}" for k in ("training", "validation", "test")) + " cases; "
+    epochs = []
+    for key, label in (("teacher_epochs", "teacher"), ("student_epochs", "students")):
+        if config.get(key) is not None:
+            epochs.append(f"{label} {config[key]} epochs")
+    detail = f"; {', '.join(epochs)}" if epochs else " (the demo's default epochs)"
+    return [f"Data: {source}; {sizes}quick run: {bool(config.get('quick'))}{detail}.", ""]
+
+
 def _figures(groups, teacher, modalities, output: Path) -> list[str]:
     try:
         import matplotlib
@@ -218,6 +249,7 @@ def _figures(groups, teacher, modalities, output: Path) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        print("notice: matplotlib is not installed, so report.md has no figures (pip install matplotlib)", flush=True)
         return []
     names = []
     models = ([("teacher", "all", "teacher")] if teacher else []) + [
