@@ -31,7 +31,7 @@ from monai.utils import look_up_option
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
-from kd_components.options import as_bool
+from kd_components.options import as_bool, at_least
 
 __all__ = [
     "KD_REGIONS",
@@ -44,13 +44,6 @@ __all__ = [
 
 #: where the output term is averaged: every voxel of the crop, or the tumour neighbourhood.
 KD_REGIONS = ("all", "tumour")
-
-
-def _check_temperature(temperature: float) -> float:
-    temperature = float(temperature)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    return temperature
 
 
 def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
@@ -119,7 +112,7 @@ def _balanced_mean(values: torch.Tensor, positive: torch.Tensor, mask: torch.Ten
 class _OutputKD(_Loss):
     def __init__(self, temperature: float, region: str, margin: int, balanced: bool):
         super().__init__()
-        self.temperature = _check_temperature(temperature)
+        self.temperature = at_least(temperature, 0, "temperature", strict=True)
         self.region = look_up_option(region, KD_REGIONS)
         if int(margin) < 0:
             raise ValueError(f"margin must be >= 0 voxels, got {margin}.")
@@ -310,14 +303,7 @@ class DistillationLoss(nn.Module):
     ):
         super().__init__()
         weights = {"seg_weight": seg_weight, "kd_weight": kd_weight, "feature_weight": feature_weight}
-        for name, w in weights.items():
-            try:
-                ok = float(w) >= 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ValueError(f"{name} must be a number >= 0, got {w!r}.")
-        self.seg_weight, self.kd_weight, self.feature_weight = (float(w) for w in weights.values())
+        self.seg_weight, self.kd_weight, self.feature_weight = (at_least(w, 0, name) for name, w in weights.items())
         if self.kd_weight > 0 and kd_loss is None:
             raise ValueError("kd_weight > 0 needs a kd_loss.")
         if self.feature_weight > 0 and feature_loss is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["as_bool"]
+import math
+
+__all__ = ["as_bool", "at_least"]
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -25,3 +27,18 @@ def as_bool(value, name: str = "value") -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"{name} is {value!r}: give true or false.")
+
+
+def at_least(value, minimum: float, name: str = "value", strict: bool = False) -> float:
+    """``value`` as a float that is >= ``minimum`` (> with ``strict``); strings from a command line are parsed.
+
+    Raises:
+        ValueError: not a number, NaN, or below the bound.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number > minimum if strict else number >= minimum):
+        raise ValueError(f"{name} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}.")
+    return number

@@ -166,9 +166,9 @@ def test_feature_hook_names_and_ddp_prefix():
 # ------------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
 def test_ill_temperature(temperature):
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be a number > 0"):
         SigmoidKLDivLoss(temperature)
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be a number > 0"):
         SoftmaxKLDivLoss(temperature)
 
 

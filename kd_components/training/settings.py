@@ -35,17 +35,17 @@ def check_distillation_settings(
     """
     for name, value in (("seg_weight", seg_weight), ("kd_weight", kd_weight), ("feature_weight", feature_weight)):
         try:
-            ok = float(value) >= 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise InputError(f"--{name} {value!r}: a loss weight must be a number >= 0 (0 switches the term off).")
+            options.at_least(value, 0, name)
+        except ValueError:
+            raise InputError(
+                f"--{name} {value!r}: a loss weight must be a number >= 0 (0 switches the term off)."
+            ) from None
     try:
-        ok = float(kd_temperature) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise InputError(f"--kd_temperature {kd_temperature!r}: the temperature must be a number > 0 (typically 1-4).")
+        options.at_least(kd_temperature, 0, "kd_temperature", strict=True)
+    except ValueError:
+        raise InputError(
+            f"--kd_temperature {kd_temperature!r}: the temperature must be a number > 0 (typically 1-4)."
+        ) from None
     if kd_region not in KD_REGIONS:
         raise InputError(f"--kd_region {kd_region!r}: use one of {', '.join(KD_REGIONS)}.")
     if feature_distance not in FeatureDistillationLoss.DISTANCES:
