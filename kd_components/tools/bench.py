@@ -126,6 +126,8 @@ def _worker(spec: dict, work: Path, iterations: int, warmup: int) -> dict:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer.run()
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # training's, before the floor's runs
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     teacher_s = trainer.teacher_seconds[warmup:]
     n = len(marks["done"])
     iters = [marks["done"][i] - marks["start"][i] for i in range(warmup, n)]
@@ -142,8 +144,8 @@ def _worker(spec: dict, work: Path, iterations: int, warmup: int) -> dict:
         "teacher_s": statistics.median(teacher_s) if teacher_s else 0.0,
         "data_share": sum(data) / sum(iters),
         "samples_per_s": samples / median,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "peak_rss_gib": peak_rss,
+        "peak_gpu_gib": peak_gpu,
     }
 
 
@@ -155,7 +157,11 @@ def _floor(trainer, batch, iterations: int) -> float:
     items = batch if isinstance(batch, list) else [batch]
     collated = list_data_collate(items)
     device = trainer.state.device
-    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collated.items()}
+    # plain tensors already on the device: the pure network step, without MetaTensor bookkeeping
+    on_device = {
+        k: (v.as_tensor() if hasattr(v, "as_tensor") else v).to(device) if isinstance(v, torch.Tensor) else v
+        for k, v in collated.items()
+    }
     times = []
     for _ in range(max(iterations, 2)):
         _sync()
