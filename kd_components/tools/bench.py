@@ -164,6 +164,7 @@ def _floor(trainer, batch, iterations: int) -> float:
     }
     times = []
     for _ in range(max(iterations, 2)):
+        trainer.state.batch = trainer.state.output = None  # nothing left over for the engine's decollation
         _sync()
         t0 = time.perf_counter()
         trainer._iteration(trainer, on_device)
@@ -304,21 +305,31 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         )
     worst: dict[str, float] = {}
     for r in results:
-        worst[_name(r["crop"])] = max(worst.get(_name(r["crop"]), 0.0), r["peak_rss_gib"])
+        key = f"{_name(r['crop'])} {r['pipeline']} pipeline"
+        worst[key] = max(worst.get(key, 0.0), r["peak_rss_gib"])
     whole = "x".join(map(str, sw["whole_window"]))
     lines += [
         "",
-        "Peak RSS per crop (all rows): "
+        "Peak RSS per crop and pipeline (all modes): "
         + ", ".join(
             f"{k}: {v:.2f} GiB"
             + (
                 f" (target < {RSS_TARGET_GIB:.0f} GiB: {'met' if v < RSS_TARGET_GIB else 'NOT met'})"
-                if k == "128^3"
+                if k.startswith("128^3")
                 else ""
             )
             for k, v in sorted(worst.items())
         )
         + ".",
+        *(
+            [
+                "On CPU the fast pipeline's random transforms run in the loader's thread beside the network's "
+                "threads on the same cores, so it only helps where the network runs elsewhere (a GPU); the default "
+                "pipeline (worker processes) stays the CPU path.",
+            ]
+            if kind == "cpu"
+            else []
+        ),
         f"Caching the teacher's logits (sliding window over each training case's brain, float16, compressed): "
         f"{cache_s:.1f} s for {args.cases - 1} case(s), once.",
         "",
