@@ -190,14 +190,16 @@ def test_cached_logits_replace_the_teacher():
     for b in batches:
         b["teacher_logits"] = torch.randn(1, 3, 16, 16, 16)
         b["teacher_logits"][..., :2] = 0.0  # voxels SpatialPadd added: all channels exactly 0
+    originals = [b["teacher_logits"].clone() for b in batches]
     trainer = _trainer(_net(1), _kd_loss(feature_weight=0.0), None, loader=batches, cached_logits_key="teacher_logits")
     seen = []
     kd_forward = trainer.loss_function.kd_loss.forward
     trainer.loss_function.kd_loss.forward = lambda s, t, y=None: seen.append(t.clone()) or kd_forward(s, t, y)
     trainer.run()
     assert len(seen) == 2 and trainer.state.metrics["train_loss_kd"] > 0
+    assert not any("teacher_logits" in b for b in batches), "taken out of the batch, never decollated"
     padded = seen[1][..., :2]
-    floor = batches[1]["teacher_logits"][..., 2:].flatten(2).min(2).values[..., None, None, None]
+    floor = originals[1][..., 2:].flatten(2).min(2).values[..., None, None, None]
     assert torch.equal(padded, floor.expand_as(padded)), "padded voxels get each channel's lowest logit"
 
 

@@ -240,7 +240,8 @@ class DistillationTrainer(SupervisedTrainer):
 
     def _cached_logits(self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor) -> torch.Tensor:
         key = self.cached_logits_key
-        logits = batchdata.get(key) if isinstance(batchdata, dict) else None
+        # taken out of the batch: the engine would otherwise decollate it (and its transform history) every iteration
+        logits = batchdata.pop(key, None) if isinstance(batchdata, dict) else None
         if not isinstance(logits, torch.Tensor):
             raise InputError(
                 f"the batch has no '{key}' tensor: the datalist must come from 'python -m kd_components.tools.cache' "
