@@ -111,14 +111,18 @@ def _worker(spec: dict, work: Path, iterations: int, warmup: int) -> dict:
     trainer = wf.parser.get_parsed_content("train#trainer")
     marks: dict[str, list[float]] = {"start": [], "got": [], "done": []}
     trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: marks["start"].append(time.perf_counter()))
-    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: marks["got"].append(time.perf_counter()))
     kept: list[dict] = []
+
+    def _got(engine):
+        marks["got"].append(time.perf_counter())
+        if not kept:  # the first batch as the loader gives it (the trainer takes cached logits out of it)
+            kept.append(dict(engine.state.batch))
+
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, _got)
 
     def _done(engine):
         _sync()
         marks["done"].append(time.perf_counter())
-        if not kept:
-            kept.append(engine.state.batch)
         if len(marks["done"]) >= warmup + iterations:
             engine.terminate()
 
@@ -154,8 +158,7 @@ def _floor(trainer, batch, iterations: int) -> float:
     import torch
     from monai.data import list_data_collate
 
-    items = batch if isinstance(batch, list) else [batch]
-    collated = list_data_collate(items)
+    collated = batch if isinstance(batch, dict) else list_data_collate(batch)
     device = trainer.state.device
     # plain tensors already on the device: the pure network step, without MetaTensor bookkeeping
     on_device = {
@@ -165,9 +168,10 @@ def _floor(trainer, batch, iterations: int) -> float:
     times = []
     for _ in range(max(iterations, 2)):
         trainer.state.batch = trainer.state.output = None  # nothing left over for the engine's decollation
+        step_batch = dict(on_device)  # the trainer takes cached logits out of the dict it gets
         _sync()
         t0 = time.perf_counter()
-        trainer._iteration(trainer, on_device)
+        trainer._iteration(trainer, step_batch)
         _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
