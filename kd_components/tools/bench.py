@@ -197,9 +197,10 @@ def _sliding_window(shape: tuple[int, int, int], roi: int, repeats: int = 2) -> 
     with torch.no_grad(), torch.autocast("cuda", enabled=device.type == "cuda"):
         for name, net in nets.items():  # warm-up: one window, so no timing carries one-off set-up
             net(torch.zeros(1, 1 if name == "student" else 4, roi, roi, roi, device=device))
-        for _ in range(repeats):
+        for repeat in range(repeats):
             for setting, inferer in settings.items():
-                for name, net in nets.items():
+                order = list(nets.items()) if repeat % 2 == 0 else list(nets.items())[::-1]  # neither always goes first
+                for name, net in order:
                     x = torch.randn(1, 1 if name == "student" else 4, *shape, device=device)
                     _sync()
                     t0 = time.perf_counter()

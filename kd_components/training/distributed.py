@@ -14,17 +14,12 @@ from torch import nn
 
 from kd_components.errors import InputError
 
-__all__ = ["backend", "check_adapter_for_ddp", "device", "init_process_group", "is_not_rank0", "rank", "world_size"]
+__all__ = ["backend", "check_adapter_for_ddp", "device", "init_process_group", "rank", "world_size"]
 
 
 def rank() -> int:
     """This process's rank (0 without a process group)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def is_not_rank0() -> bool:
-    """Whether this process is a torchrun rank other than 0 (False without a process group)."""
-    return rank() > 0
 
 
 def world_size() -> int:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from kd_components import brats, options
+from kd_components.data.datalist import missing_data
 from kd_components.errors import InputError
 from kd_components.losses import KD_REGIONS, DistillationLoss, FeatureDistillationLoss
 
@@ -82,8 +83,6 @@ def check_inputs(
     Raises:
         InputError: all missing inputs, in one line.
     """
-    from kd_components.data.datalist import missing_data
-
     problems = missing_data(dataset_dir, data_list_file_path)
     needs_teacher = teacher_ckpt is not None and loss is not None and loss.needs_teacher and cached_logits_key is None
     if needs_teacher and not Path(teacher_ckpt).is_file():
