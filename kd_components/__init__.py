@@ -25,12 +25,14 @@ The library (no Ignite engines, raises ``ValueError``):
   ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
+- ``training.quality``: ``ValidationRecord`` (``validation.json`` beside the checkpoints), ``teacher_quality_gate``.
 - ``training.stop``: ``StopOnBadInput`` (bad input ends a run at once: no final checkpoint, no traceback).
 - ``training.progress``: ``EpochProgressBar``. ``training.distributed``: torchrun helpers.
 - ``training.runinfo``: ``record_run``. ``training.settings``: the one-line checks of a bundle's settings.
 
 ``tools``, commands (``python -m kd_components.tools.NAME``): ``tools.demo``, ``tools.bench``, ``tools.package``,
-``tools.cache`` (teacher logits), ``tools.report``. Every command's ``main`` goes through ``errors.command``, the
+``tools.cache`` (teacher logits), ``tools.report``, ``tools.ablation`` (distillation settings x modalities x
+seeds, scored on validation). Every command's ``main`` goes through ``errors.command``, the
 one wrapper that turns an ``InputError`` into its line on stderr and exit status 1.
 """
 

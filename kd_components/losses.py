@@ -37,6 +37,8 @@ __all__ = [
     "KD_REGIONS",
     "SigmoidKLDivLoss",
     "SoftmaxKLDivLoss",
+    "RegionClassKLDivLoss",
+    "region_class_probabilities",
     "FeatureDistillationLoss",
     "DistillationLoss",
     "tumour_neighbourhood",
@@ -134,9 +136,13 @@ class SigmoidKLDivLoss(_OutputKD):
         margin: dilation of the tumour neighbourhood, in voxels.
         balanced: average teacher-positive and teacher-negative voxels separately per channel.
         wt_channel: channel of the whole tumour, used for the neighbourhood.
+        channel_weights: one weight >= 0 per output channel (TC, WT, ET for BraTS): each channel's term is
+            multiplied by its weight before the mean over channels, so ``[1, 0.5, 1]`` halves the whole tumour's
+            share and ``[1, 0, 1]`` distils only TC and ET. ``None`` (default) weighs every channel 1.
 
     Raises:
-        ValueError: T <= 0, unknown region, negative margin; at call, student and teacher shapes differ.
+        ValueError: T <= 0, unknown region, negative margin, a negative channel weight; at call, student and
+            teacher shapes differ, or the number of channel weights differs from the channels.
     """
 
     def __init__(
@@ -146,9 +152,18 @@ class SigmoidKLDivLoss(_OutputKD):
         margin: int = 4,
         balanced: bool = True,
         wt_channel: int = 1,
+        channel_weights: list[float] | tuple[float, ...] | None = None,
     ):
         super().__init__(temperature, region, margin, balanced)
         self.wt_channel = wt_channel
+        self.channel_weights = None
+        if channel_weights is not None:
+            weights = [float(w) for w in channel_weights]
+            if not weights or min(weights) < 0 or max(weights) == 0:
+                raise ValueError(
+                    f"channel_weights must be one weight >= 0 per channel, not all zero, got {list(channel_weights)}."
+                )
+            self.channel_weights = weights
 
     def forward(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
@@ -168,6 +183,13 @@ class SigmoidKLDivLoss(_OutputKD):
         with torch.no_grad():
             entropy = F.binary_cross_entropy_with_logits(te, p, reduction="none")
         kl = F.binary_cross_entropy_with_logits(s, p, reduction="none") - entropy
+        if self.channel_weights is not None:
+            if len(self.channel_weights) != kl.shape[1]:
+                raise ValueError(
+                    f"SigmoidKLDivLoss: {len(self.channel_weights)} channel_weights for outputs of shape "
+                    f"{tuple(student_logits.shape)} ({kl.shape[1]} channels): give one weight per channel."
+                )
+            kl = kl * kl.new_tensor(self.channel_weights).view(1, -1, *([1] * (kl.ndim - 2)))
         mask = (
             tumour_neighbourhood(target, teacher_logits.detach(), self.margin, self.wt_channel)
             if self.region == "tumour"
@@ -213,6 +235,82 @@ class SoftmaxKLDivLoss(_OutputKD):
             value = _balanced_mean(kl, teacher_logits.detach().argmax(1, keepdim=True) > 0, mask)
         else:
             value = _masked_mean(kl, mask)
+        return value * t * t
+
+
+def region_class_probabilities(logits: torch.Tensor, tc: int = 0, wt: int = 1, et: int = 2) -> torch.Tensor:
+    """The four mutually exclusive BraTS classes from nested sigmoid region outputs.
+
+    The regions are nested (ET inside TC inside WT), so reading each sigmoid as a conditional probability gives a
+    distribution over background, oedema (WT outside TC), necrosis / non-enhancing core (TC outside ET) and
+    enhancing tumour: ``[1 - w, w (1 - t), w t (1 - e), w t e]`` with ``w, t, e`` the sigmoids of WT, TC, ET.
+
+    Args:
+        logits: region logits BNHWD with the TC, WT and ET channels at ``tc``, ``wt``, ``et``.
+
+    Returns:
+        class probabilities B4HWD (background, oedema, necrosis, enhancing), summing to 1 over the class axis.
+    """
+    w, t, e = (torch.sigmoid(logits[:, i : i + 1]) for i in (wt, tc, et))
+    return torch.cat([1 - w, w * (1 - t), w * t * (1 - e), w * t * e], dim=1)
+
+
+class RegionClassKLDivLoss(_OutputKD):
+    """KD-Net's form for region outputs: KL over the mutually exclusive classes, at temperature T, times T^2.
+
+    KD-Net distils a softmax over the label classes. A model-zoo BraTS network outputs three overlapping sigmoid
+    regions (TC, WT, ET); :func:`region_class_probabilities` turns both networks' tempered region logits into the
+    four exclusive classes (background, oedema, necrosis, enhancing), and the loss is
+    ``sum_c p_c log(p_c / q_c)`` per voxel (teacher ``p``, student ``q``), averaged over voxels as configured.
+
+    Args:
+        temperature: T > 0 (applied to the region logits before the sigmoids).
+        region: ``all`` voxels or the ``tumour`` neighbourhood.
+        margin: dilation of the tumour neighbourhood, in voxels.
+        balanced: average teacher-tumour and teacher-background voxels separately.
+        channels: the (TC, WT, ET) channel indices of the outputs.
+        channel_weights: not used by this form (one KL over classes); must be ``None``. Present so that a bundle
+            can switch ``_target_`` between this and :class:`SigmoidKLDivLoss` with the same arguments.
+
+    Raises:
+        ValueError: T <= 0, unknown region, negative margin, channel weights given; at call, student and teacher
+            shapes differ or have fewer than 3 channels.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 2.0,
+        region: str = "tumour",
+        margin: int = 4,
+        balanced: bool = True,
+        channels: tuple[int, int, int] = (0, 1, 2),
+        channel_weights: None = None,
+    ):
+        super().__init__(temperature, region, margin, balanced)
+        if channel_weights is not None:
+            raise ValueError(
+                "RegionClassKLDivLoss takes no channel_weights (one KL over the 4 classes): leave them null, or use "
+                "SigmoidKLDivLoss for per-region weights."
+            )
+        self.channels = tuple(int(c) for c in channels)
+
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        _check_same_shape(student_logits, teacher_logits, "RegionClassKLDivLoss")
+        if student_logits.shape[1] < 3:
+            raise ValueError(
+                f"RegionClassKLDivLoss needs TC, WT and ET outputs (3 channels), got {tuple(student_logits.shape)}."
+            )
+        t, (tc, wt, et) = self.temperature, self.channels
+        eps = 1e-7
+        p = region_class_probabilities(teacher_logits.detach().float() / t, tc, wt, et).clamp_min(eps)
+        q = region_class_probabilities(student_logits.float() / t, tc, wt, et).clamp_min(eps)
+        kl = (p * (p.log() - q.log())).sum(1, keepdim=True)
+        mask = (
+            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, wt) if self.region == "tumour" else None
+        )
+        value = _balanced_mean(kl, p[:, :1] < 0.5, mask) if self.balanced else _masked_mean(kl, mask)
         return value * t * t
 
 

@@ -7,8 +7,10 @@ from monai.losses import DiceLoss
 from kd_components.losses import (
     DistillationLoss,
     FeatureDistillationLoss,
+    RegionClassKLDivLoss,
     SigmoidKLDivLoss,
     SoftmaxKLDivLoss,
+    region_class_probabilities,
     tumour_neighbourhood,
 )
 from kd_components.networks import FeatureAdapter, FeatureHook
@@ -232,3 +234,60 @@ def test_ill_balanced_flag():
     # the library raises ValueError; the bundle's settings check turns it into the one-line InputError
     with pytest.raises(ValueError, match="balanced is 'maybe': give true or false."):
         SigmoidKLDivLoss(balanced="maybe")
+
+
+# RegionClassKLDivLoss, T 1. Teacher logits TC 0, WT 0, ET 0: w = t = e = 0.5 -> classes (bg, ED, NCR, ET) =
+# (0.5, 0.25, 0.125, 0.125). Student TC 0, WT 2, ET 0: w = sigmoid(2) = 0.880797 -> (0.119203, 0.440399, 0.220199,
+# 0.220199). KL = 0.5 ln(0.5 / 0.119203) + 0.25 ln(0.25 / 0.440399) + 2 x 0.125 ln(0.125 / 0.220199)
+# = 0.716890 - 0.141551 - 0.141551 = 0.433788
+def test_region_class_kl_hand_computed():
+    loss = RegionClassKLDivLoss(1.0, region="all", balanced=False)
+    teacher = torch.zeros(1, 3, 1, 1, 1)
+    student = torch.tensor([0.0, 2.0, 0.0]).reshape(1, 3, 1, 1, 1)
+    assert loss(student, teacher).item() == pytest.approx(0.433788, abs=1e-5)
+
+
+def test_region_class_probabilities_follow_the_label_map():
+    """Saturated region logits of a BraTS label map give its exclusive classes (bg 0, ED 2 -> 1, NCR 1 -> 2, ET)."""
+    label = torch.tensor([0, 2, 1, 4]).reshape(1, 1, 4, 1, 1)
+    regions = torch.cat([(label == 1) | (label == 4), label > 0, label == 4], dim=1).float()  # TC, WT, ET
+    probs = region_class_probabilities((regions * 2 - 1) * 20)
+    assert probs.sum(1).allclose(torch.ones(1, 4, 1, 1))
+    assert probs.argmax(1).flatten().tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("region, balanced", [("all", False), ("tumour", True)])
+def test_region_class_kl_zero_for_equal_outputs_and_gradient_to_student(region, balanced):
+    t = torch.randn(2, 3, 6, 6, 6) * 3
+    target = (torch.rand(2, 3, 6, 6, 6) > 0.5).float()
+    loss = RegionClassKLDivLoss(2.0, region=region, balanced=balanced)
+    assert loss(t.clone(), t, target).item() == pytest.approx(0.0, abs=1e-6)
+    s = torch.randn(2, 3, 6, 6, 6, requires_grad=True)
+    loss(s, t, target).backward()
+    assert s.grad.abs().sum() > 0
+
+
+def test_channel_weights_scale_each_region():
+    """[1, 0, 1]: the mean over channels of (KL_TC, 0, KL_ET); [1, 1, 1] is the unweighted loss."""
+    s, t = torch.randn(1, 3, 4, 4, 4), torch.randn(1, 3, 4, 4, 4)
+    per_channel = [
+        SigmoidKLDivLoss(1.0, region="all", balanced=False)(s[:, c : c + 1], t[:, c : c + 1]) for c in range(3)
+    ]
+    weighted = SigmoidKLDivLoss(1.0, region="all", balanced=False, channel_weights=[1, 0, 1])(s, t)
+    assert weighted.item() == pytest.approx((per_channel[0] + per_channel[2]).item() / 3, rel=1e-5)
+    plain = SigmoidKLDivLoss(1.0, region="all", balanced=False)(s, t)
+    ones = SigmoidKLDivLoss(1.0, region="all", balanced=False, channel_weights=[1, 1, 1])(s, t)
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_ill_channel_weights():
+    with pytest.raises(ValueError, match="one weight >= 0 per channel"):
+        SigmoidKLDivLoss(channel_weights=[1, -1, 1])
+    with pytest.raises(ValueError, match="not all zero"):
+        SigmoidKLDivLoss(channel_weights=[0, 0, 0])
+    with pytest.raises(ValueError, match=r"2 channel_weights for outputs of shape \(1, 3, 2, 2, 2\)"):
+        SigmoidKLDivLoss(channel_weights=[1, 1])(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 2, 2, 2))
+    with pytest.raises(ValueError, match="takes no channel_weights"):
+        RegionClassKLDivLoss(channel_weights=[1, 1, 1])
+    with pytest.raises(ValueError, match=r"needs TC, WT and ET outputs \(3 channels\), got \(1, 2, 2, 2, 2\)"):
+        RegionClassKLDivLoss()(torch.zeros(1, 2, 2, 2, 2), torch.zeros(1, 2, 2, 2, 2))

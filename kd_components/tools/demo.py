@@ -84,81 +84,44 @@ def _bundle_cmd(run_id: str, configs: list[Path], **overrides) -> list[str]:
     return cmd
 
 
-def plan(
-    output: Path,
-    data_dir: Path | None,
-    quick: bool,
-    modalities: list[str],
-    seeds: list[int],
-    teacher_epochs: int | None = None,
-    student_epochs: int | None = None,
-) -> list[Stage]:
-    """The demo's stages, in order. Validation runs at half and at the end of each training."""
+def sizes(quick: bool = False, teacher_epochs: int | None = None, student_epochs: int | None = None) -> dict:
+    """The run sizes of a profile, with validation at half and at the end of each training."""
     p = dict(PROFILES["quick" if quick else "default"])
     p["teacher_epochs"] = teacher_epochs or p["teacher_epochs"]
     p["student_epochs"] = student_epochs or p["student_epochs"]
     p["teacher_val_interval"] = max(1, p["teacher_epochs"] // 2)
     p["student_val_interval"] = max(1, p["student_epochs"] // 2)
-    stages = []
+    return p
+
+
+def data_stage(output: Path, data_dir: Path | None, p: dict) -> tuple[Stage, Path, Path]:
+    """The stage that makes the data (phantom) or the datalist (a BraTS folder): ``(stage, data_dir, datalist)``."""
+    split = ["--val-fraction", str(p["val_fraction"]), "--test-fraction", str(p["test_fraction"])]
     if data_dir is None:
         data_dir = output / "data"
-        stages.append(
-            Stage(
-                "synthetic phantom",
-                [
-                    sys.executable,
-                    "-m",
-                    "kd_components.data",
-                    "synthetic",
-                    "--output",
-                    str(data_dir),
-                    "--num-cases",
-                    str(p["num_cases"]),
-                    "--shape",
-                    *map(str, p["shape"]),
-                    "--seed",
-                    "0",
-                    "--val-fraction",
-                    str(p["val_fraction"]),
-                    "--test-fraction",
-                    str(p["test_fraction"]),
-                ],
-                data_dir / "datalist.json",
-            )
-        )
-        datalist = data_dir / "datalist.json"
-    else:
-        datalist = output / "datalist.json"
-        stages.append(
-            Stage(
-                "datalist of the BraTS folder",
-                [
-                    sys.executable,
-                    "-m",
-                    "kd_components.data",
-                    "datalist",
-                    "--data-dir",
-                    str(data_dir),
-                    "--output",
-                    str(datalist),
-                    "--val-fraction",
-                    str(p["val_fraction"]),
-                    "--test-fraction",
-                    str(p["test_fraction"]),
-                ],
-                datalist,
-            )
-        )
+        cmd = [sys.executable, "-m", "kd_components.data", "synthetic", "--output", str(data_dir)]
+        cmd += ["--num-cases", str(p["num_cases"]), "--shape", *map(str, p["shape"]), "--seed", "0", *split]
+        return Stage("synthetic phantom", cmd, data_dir / "datalist.json"), data_dir, data_dir / "datalist.json"
+    datalist = output / "datalist.json"
+    cmd = [sys.executable, "-m", "kd_components.data", "datalist", "--data-dir", str(data_dir)]
+    cmd += ["--output", str(datalist), *split]
+    return Stage("datalist of the BraTS folder", cmd, datalist), data_dir, datalist
+
+
+def common_overrides(data_dir: Path, datalist: Path, p: dict) -> tuple[dict, dict]:
+    """Bundle overrides of every stage, and of the training stages: ``(common, train_common)``."""
     common = {
         "dataset_dir": data_dir,
         "data_list_file_path": datalist,
         "roi_size": p["roi"],
         "num_workers": 0,  # the phantom is cached: crops and flips per step are cheap in the main process
     }
-    train_common = {**common, "learning_rate": p["lr"], "cache_rate": 1.0}
-    teacher = output / "teacher"
-    teacher_ckpt = teacher / "models" / "model.pt"
-    stages.append(
+    return common, {**common, "learning_rate": p["lr"], "cache_rate": 1.0}
+
+
+def teacher_stages(teacher: Path, p: dict, common: dict, train_common: dict, eval_split: str = "test") -> list[Stage]:
+    """Train the 4-modality teacher into ``teacher/models`` and evaluate it on ``eval_split``."""
+    return [
         Stage(
             "teacher (4 modalities): training",
             _bundle_cmd(
@@ -171,63 +134,105 @@ def plan(
                 **train_common,
             ),
             teacher / "models" / "model_final.pt",
-        )
-    )
-    stages.append(
+        ),
         Stage(
-            "teacher: evaluation on the test split",
+            f"teacher: evaluation on the {eval_split} split",
             _bundle_cmd(
                 "evaluating",
                 [TEACHER_CONFIGS / "train.json", TEACHER_CONFIGS / "evaluate.json"],
                 ckpt_dir=teacher / "models",
-                output_dir=teacher / "test",
+                output_dir=teacher / eval_split,
+                eval_split=eval_split,
                 **common,
             ),
-            teacher / "test" / "metrics_summary.json",
-        )
-    )
+            teacher / eval_split / "metrics_summary.json",
+        ),
+    ]
+
+
+def student_stages(
+    run: Path,
+    name: str,
+    modality: str,
+    seed: int,
+    baseline: bool,
+    teacher_ckpt: Path | None,
+    p: dict,
+    common: dict,
+    train_common: dict,
+    eval_split: str = "test",
+    overrides: dict | None = None,
+) -> list[Stage]:
+    """Train one student into ``run/models`` and evaluate it on ``eval_split`` (``run/<split>``)."""
+    configs = [STUDENT_CONFIGS / "train.json"] + ([STUDENT_CONFIGS / "baseline.json"] if baseline else [])
+    extra = {"teacher_ckpt": teacher_ckpt} if teacher_ckpt is not None and not baseline else {}
+    extra.update(overrides or {})
+    return [
+        Stage(
+            f"{name}: training",
+            _bundle_cmd(
+                "training",
+                configs,
+                ckpt_dir=run / "models",
+                output_dir=run / "train",
+                student_modality=modality,
+                seed=seed,
+                epochs=p["student_epochs"],
+                val_interval=p["student_val_interval"],
+                **extra,
+                **train_common,
+            ),
+            run / "models" / "model_final.pt",
+        ),
+        Stage(
+            f"{name}: evaluation on the {eval_split} split",
+            _bundle_cmd(
+                "evaluating",
+                [*configs, STUDENT_CONFIGS / "evaluate.json"],
+                ckpt_dir=run / "models",
+                output_dir=run / eval_split,
+                student_modality=modality,
+                seed=seed,
+                eval_split=eval_split,
+                **extra,
+                **common,
+            ),
+            run / eval_split / "metrics_summary.json",
+        ),
+    ]
+
+
+def plan(
+    output: Path,
+    data_dir: Path | None,
+    quick: bool,
+    modalities: list[str],
+    seeds: list[int],
+    teacher_epochs: int | None = None,
+    student_epochs: int | None = None,
+    eval_split: str = "test",
+) -> list[Stage]:
+    """The demo's stages, in order. Validation runs at half and at the end of each training."""
+    p = sizes(quick, teacher_epochs, student_epochs)
+    first, data_dir, datalist = data_stage(output, data_dir, p)
+    common, train_common = common_overrides(data_dir, datalist, p)
+    teacher = output / "teacher"
+    stages = [first, *teacher_stages(teacher, p, common, train_common, eval_split)]
     for m in modalities:
         for seed in seeds:
             for model in ("baseline", "kd"):
-                run = output / m / f"seed{seed}" / model
-                configs = [STUDENT_CONFIGS / "train.json"] + (
-                    [STUDENT_CONFIGS / "baseline.json"] if model == "baseline" else []
-                )
-                extra = {"teacher_ckpt": teacher_ckpt} if model == "kd" else {}
                 name = f"{m} student, seed {seed}, {'KD' if model == 'kd' else 'baseline'}"
-                stages.append(
-                    Stage(
-                        f"{name}: training",
-                        _bundle_cmd(
-                            "training",
-                            configs,
-                            ckpt_dir=run / "models",
-                            output_dir=run / "train",
-                            student_modality=m,
-                            seed=seed,
-                            epochs=p["student_epochs"],
-                            val_interval=p["student_val_interval"],
-                            **extra,
-                            **train_common,
-                        ),
-                        run / "models" / "model_final.pt",
-                    )
-                )
-                stages.append(
-                    Stage(
-                        f"{name}: evaluation on the test split",
-                        _bundle_cmd(
-                            "evaluating",
-                            [*configs, STUDENT_CONFIGS / "evaluate.json"],
-                            ckpt_dir=run / "models",
-                            output_dir=run / "test",
-                            student_modality=m,
-                            seed=seed,
-                            **extra,
-                            **common,
-                        ),
-                        run / "test" / "metrics_summary.json",
-                    )
+                stages += student_stages(
+                    output / m / f"seed{seed}" / model,
+                    name,
+                    m,
+                    seed,
+                    model == "baseline",
+                    teacher / "models" / "model.pt",
+                    p,
+                    common,
+                    train_common,
+                    eval_split,
                 )
     return stages
 
@@ -235,7 +240,10 @@ def plan(
 def _check_run_config(output: Path, config: dict, force: bool) -> None:
     """Refuse to mix two different runs in one output folder."""
     f = output / "demo_config.json"
-    if f.is_file() and json.loads(f.read_text()) != config and not force:
+    old = json.loads(f.read_text()) if f.is_file() else None
+    if isinstance(old, dict):
+        old.setdefault("eval_split", "test")  # runs from before --eval-split
+    if old is not None and old != config and not force:
         raise InputError(
             f"output folder '{output}' holds a demo run with other settings ({f}): choose another --output, "
             f"or add --force to redo every stage there."
@@ -269,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="student seeds per modality (default 1; use 3+ for evidence)")
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default 8; quick 2)")
     ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 4; quick 1)")
+    ap.add_argument(
+        "--eval-split",
+        default="test",
+        choices=("test", "validation"),
+        help="split the models are scored on (default test; validation to choose settings without seeing test)",
+    )
     ap.add_argument("--quick", action="store_true", help="CI-sized run (tiny phantom, 1-2 epochs)")
     ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
     args = ap.parse_args(argv)
@@ -290,10 +304,18 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "teacher_epochs": args.teacher_epochs,
         "student_epochs": args.student_epochs,
+        "eval_split": args.eval_split,
     }
     _check_run_config(output, config, args.force)
     stages = plan(
-        output, data_dir, args.quick, modalities, list(range(args.seeds)), args.teacher_epochs, args.student_epochs
+        output,
+        data_dir,
+        args.quick,
+        modalities,
+        list(range(args.seeds)),
+        args.teacher_epochs,
+        args.student_epochs,
+        args.eval_split,
     )
     t0 = time.time()
     for i, stage in enumerate(stages, 1):

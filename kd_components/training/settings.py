@@ -26,6 +26,7 @@ def check_distillation_settings(
     feature_distance: str = "cosine",
     kd_balanced: bool = True,
     cached_logits_key: str | None = None,
+    kd_channel_weights: list[float] | None = None,
 ) -> None:
     """Refuse distillation settings the loss could not use, naming the override to change.
 
@@ -54,6 +55,16 @@ def check_distillation_settings(
             f"--feature_distance {feature_distance!r}: use one of {', '.join(FeatureDistillationLoss.DISTANCES)}."
         )
     as_bool(kd_balanced, "kd_balanced")
+    if kd_channel_weights is not None:
+        try:
+            weights = [float(w) for w in kd_channel_weights]
+        except (TypeError, ValueError):
+            weights = []
+        if len(weights) != len(brats.REGIONS) or min(weights) < 0 or max(weights) == 0:
+            raise InputError(
+                f"--kd_channel_weights {kd_channel_weights!r}: give one weight >= 0 per region "
+                f"({', '.join(brats.REGIONS)}), not all zero, e.g. [1, 0.5, 1]; or null for equal weights."
+            )
     if cached_logits_key is not None and float(feature_weight) > 0:
         raise InputError(
             f"cached teacher outputs carry logits only, but feature_weight is {feature_weight}: set "

@@ -1,0 +1,340 @@
+"""Ablation of the distillation settings: variants x modalities x seeds, scored on one split, against the baseline.
+
+``python -m kd_components.tools.ablation --output runs/ablation [--data-dir DIR] [--modalities all] [--seeds 2]
+[--variants a,b,...] [--split validation] [--jobs N] [--num-cases N] [--teacher-epochs N] [--student-epochs N]``
+
+Every variant is a set of explicit overrides of the student bundle (so a variant means the same thing after the
+bundle's defaults change); ``baseline`` is the bundle's ``configs/baseline.json`` (no teacher). Each student is
+trained on the training split with the bundle's own command and scored on ``--split`` (``validation`` by
+default: settings are chosen there, never on test). Stages run ``--jobs`` at a time, each a separate
+``python -m monai.bundle run`` process (on a GPU machine many small trainings share the device). A stage whose
+outputs exist is reused.
+
+Writes ``ablation.md`` and ``ablation.json``: per variant, modality and region the mean Dice and KD minus baseline
+paired by case (each case's difference averaged over seeds) with a 95% t-interval over cases; per variant a
+summary over the (modality, region) pairs: mean gain, pairs with the interval above zero and below zero. The
+variant ranked first by the rule stated in the table (fewest pairs below zero, then most above zero, then the
+largest mean gain) is named, so the choice is mechanical and made before looking at test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kd_components.errors import InputError, command
+from kd_components.evaluation import read_per_case
+from kd_components.files import atomic_write_text
+from kd_components.tools.demo import (
+    REPO,
+    Stage,
+    _parse_modalities,
+    common_overrides,
+    data_stage,
+    sizes,
+    student_stages,
+    teacher_stages,
+)
+from kd_components.tools.report import REGION_ORDER, paired_difference
+
+__all__ = ["VARIANTS", "TEACHER_VARIANTS", "rank_variants", "summarise", "main"]
+
+_KD_SIGMOID = "kd_components.losses.SigmoidKLDivLoss"
+_KD_CLASS = "kd_components.losses.RegionClassKLDivLoss"
+#: every KD setting, given explicitly by each variant (the bundle defaults of 0.1.0 as the reference).
+_TUMOUR_BALANCED = {
+    "loss#kd_loss#_target_": _KD_SIGMOID,
+    "kd_weight": 0.25,
+    "kd_temperature": 2.0,
+    "kd_region": "tumour",
+    "kd_balanced": True,
+    "kd_channel_weights": None,
+    "feature_weight": 0.1,
+    "feature_distance": "cosine",
+}
+_VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
+
+#: name -> student bundle overrides (``None``: the baseline, no teacher).
+VARIANTS: dict[str, dict | None] = {
+    "baseline": None,
+    "tumour_balanced": _TUMOUR_BALANCED,
+    "voxel_mean": _VOXEL_MEAN,
+    "voxel_mean_wt_half": {**_VOXEL_MEAN, "kd_channel_weights": [1.0, 0.5, 1.0]},
+    "voxel_mean_wt_off": {**_VOXEL_MEAN, "kd_channel_weights": [1.0, 0.0, 1.0]},
+    "voxel_mean_t1": {**_VOXEL_MEAN, "kd_temperature": 1.0},
+    "voxel_mean_t4": {**_VOXEL_MEAN, "kd_temperature": 4.0},
+    "voxel_mean_feat_off": {**_VOXEL_MEAN, "feature_weight": 0.0},
+    "voxel_mean_feat_l2": {**_VOXEL_MEAN, "feature_distance": "l2"},
+    "class_kl": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
+    "voxel_mean_long_teacher": _VOXEL_MEAN,
+    "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
+}
+#: variants distilled from the teacher trained ``--long-teacher-factor`` times longer.
+TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_teacher": "teacher_long"}
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher",)]
+
+
+def _run_pool(groups: list[list[Stage]], jobs: int, log_dir: Path, force: bool) -> list[str]:
+    """Run each group of stages in order, ``jobs`` groups at a time; returns the names of failed stages."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))}
+    failed: list[str] = []
+
+    def run_group(group: list[Stage]) -> None:
+        for stage in group:
+            if stage.done.exists() and not force:
+                continue
+            log = log_dir / (stage.name.replace(" ", "_").replace(",", "").replace(":", "") + ".log")
+            t0 = time.time()
+            with open(log, "w") as f:
+                f.write("$ " + shlex.join(stage.cmd) + "\n")
+                f.flush()
+                res = subprocess.run(stage.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+            status = "ok" if res.returncode == 0 else f"FAILED (exit {res.returncode}; log {log})"
+            print(f"{stage.name}: {time.time() - t0:.0f} s {status}", flush=True)
+            if res.returncode != 0:
+                failed.append(stage.name)
+                return
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run_group, groups))
+    return failed
+
+
+def _evaluations(root: Path, split: str) -> list[dict]:
+    """The per-case rows of each seed's evaluation under ``root/<seed folder>/<split>``."""
+    out = []
+    for per_case in sorted(root.glob(f"seed*/{split}/metrics_per_case.csv")):
+        out.append({"seed": int(per_case.parent.parent.name[4:]), "rows": read_per_case(per_case)})
+    return out
+
+
+def summarise(results: dict[str, dict[str, list[dict]]], modalities: list[str]) -> dict:
+    """Per variant: per (modality, region) the mean Dice and the paired difference to the baseline; a summary.
+
+    Args:
+        results: ``{variant: {modality: [evaluation per seed]}}``, each evaluation ``{"seed", "rows"}``.
+    """
+    table: dict = {}
+    for variant, by_mod in results.items():
+        pairs, entry = [], {}
+        for m in modalities:
+            evals, base = by_mod.get(m, []), results.get("baseline", {}).get(m, [])
+            for r in REGION_ORDER:
+                metric = f"dice_{r}"
+                mean = (
+                    float(sum(sum(x[metric] for x in e["rows"]) / len(e["rows"]) for e in evals) / len(evals))
+                    if evals
+                    else math.nan
+                )
+                d = paired_difference(evals, base, metric) if variant != "baseline" else None
+                entry[f"{m}/{r}"] = {"dice": mean, "diff": d}
+                if d is not None and d["n_cases"]:
+                    pairs.append(d)
+        summary = {}
+        if pairs:
+            summary = {
+                "mean_gain": float(sum(d["mean"] for d in pairs) / len(pairs)),
+                "above": sum(d["low"] > 0 for d in pairs),
+                "below": sum(d["high"] < 0 for d in pairs),
+                "pairs": len(pairs),
+            }
+        table[variant] = {"cells": entry, "summary": summary}
+    return table
+
+
+def rank_variants(table: dict) -> list[str]:
+    """Variants (not the baseline) by the stated rule: fewest pairs below zero, most above zero, largest gain."""
+    scored = [(v, t["summary"]) for v, t in table.items() if t["summary"]]
+    scored.sort(key=lambda vs: (vs[1]["below"], -vs[1]["above"], -vs[1]["mean_gain"]))
+    return [v for v, _ in scored]
+
+
+def _markdown(table: dict, modalities: list[str], split: str, command_line: str, info: dict) -> str:
+    ranked = rank_variants(table)
+    lines = [
+        f"# Ablation of the distillation settings ({split} split)",
+        "",
+        "Command:",
+        "",
+        "```bash",
+        command_line,
+        "```",
+        "",
+        f"Data: {info['data']}; {info['n_cases']} {split} case(s) scored per model; seeds {info['seeds']}; teacher "
+        f"{info['teacher_epochs']} epochs (long teacher {info['long_teacher_epochs']}), students "
+        f"{info['student_epochs']} epochs; crops {info['roi']}.",
+        "",
+        "Δ = variant − baseline Dice, paired by case (each case's difference averaged over seeds), 95% t-interval",
+        "over cases. Summary over the (modality, region) pairs: mean Δ, pairs with the interval above zero (↑) and",
+        "below zero (↓). Rank: fewest ↓, then most ↑, then the largest mean Δ.",
+        "",
+        "## Summary",
+        "",
+        "| rank | variant | mean Δ Dice | ↑ | ↓ | settings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, v in enumerate(ranked, 1):
+        s = table[v]["summary"]
+        settings = {k: val for k, val in (VARIANTS.get(v) or {}).items() if _VOXEL_MEAN.get(k, "-") != val}
+        if v in TEACHER_VARIANTS:
+            settings["teacher"] = "long"
+        lines.append(
+            f"| {i} | {v} | {s['mean_gain']:+.3f} | {s['above']}/{s['pairs']} | {s['below']}/{s['pairs']} | "
+            f"{json.dumps(settings) if settings else '(voxel_mean)'} |"
+        )
+    lines += ["", "## Per modality and region", ""]
+    header = "| variant | " + " | ".join(f"{m} {r.upper()}" for m in modalities for r in REGION_ORDER) + " |"
+    lines += [header, "|---|" + "---|" * (3 * len(modalities))]
+    for v in ["baseline", *ranked]:
+        cells = []
+        for m in modalities:
+            for r in REGION_ORDER:
+                c = table[v]["cells"][f"{m}/{r}"]
+                d = c["diff"]
+                if d is None or not d["n_cases"]:
+                    cells.append(f"{c['dice']:.3f}")
+                else:
+                    cells.append(
+                        f"{c['dice']:.3f} ({d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] "
+                        f"{d['n_better']}/{d['n_cases']})"
+                    )
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    if ranked:
+        lines += ["", f"First by the rule: **{ranked[0]}**."]
+    return "\n".join(lines) + "\n"
+
+
+def _parse_variants(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise InputError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}.")
+    return list(dict.fromkeys(["baseline", *names]))
+
+
+def _stages(
+    args, p: dict, output: Path, data_dir: Path | None, variants: list[str], modalities: list[str]
+) -> list[str]:
+    """Make the data, train the teachers, then every student; returns the names of failed stages."""
+    first, data_dir, datalist = data_stage(output, data_dir, p)
+    if _run_pool([[first]], 1, output / "logs", args.force):
+        raise SystemExit("error: the data stage failed (log in the logs folder).")
+    common, train_common = common_overrides(data_dir, datalist, p)
+    teachers = {"teacher": p}
+    if any(v in TEACHER_VARIANTS for v in variants):
+        long_epochs = p["teacher_epochs"] * args.long_teacher_factor
+        teachers["teacher_long"] = {
+            **p,
+            "teacher_epochs": long_epochs,
+            "teacher_val_interval": max(1, long_epochs // 2),
+        }
+    first_wave = [teacher_stages(output / t, tp, common, train_common, args.split) for t, tp in teachers.items()]
+    groups, group_variants = [], []
+    for v in variants:
+        teacher = output / TEACHER_VARIANTS.get(v, "teacher") / "models" / "model.pt"
+        overrides = dict(VARIANTS[v] or {})
+        for m in modalities:
+            for seed in range(args.seeds):
+                groups.append(
+                    student_stages(
+                        output / v / m / f"seed{seed}",
+                        f"{v} {m} seed {seed}",
+                        m,
+                        seed,
+                        VARIANTS[v] is None,
+                        teacher,
+                        p,
+                        common,
+                        train_common,
+                        args.split,
+                        overrides,
+                    )
+                )
+                group_variants.append(v)
+    # the teachers and the baselines (which need no teacher) first, side by side; then the distilled students
+    first_wave += [g for g, v in zip(groups, group_variants) if VARIANTS[v] is None]
+    failed = _run_pool(first_wave, args.jobs, output / "logs", args.force)
+    rest = [g for g, v in zip(groups, group_variants) if VARIANTS[v] is not None]
+    return failed + _run_pool(rest, args.jobs, output / "logs", args.force)
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m kd_components.tools.ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--output", default="runs/ablation", help="run folder (default runs/ablation)")
+    ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
+    ap.add_argument("--modalities", default="all", help="student modalities: all (default), t1ce, or a list t1,t2")
+    ap.add_argument("--seeds", type=int, default=2, help="student seeds per modality and variant (default 2)")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variants (see module doc)")
+    ap.add_argument("--split", default="validation", choices=("validation", "test"), help="split to score on")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at a time (default 1)")
+    ap.add_argument("--num-cases", type=int, default=None, help="phantom cases (default: the demo's)")
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the demo's)")
+    ap.add_argument("--long-teacher-factor", type=int, default=3, help="the long teacher trains this many times longer")
+    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default: the demo's)")
+    ap.add_argument("--quick", action="store_true", help="CI-sized run")
+    ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
+    ap.add_argument(
+        "--summarise-only", action="store_true", help="run nothing: tabulate the evaluations already under --output"
+    )
+    args = ap.parse_args(argv)
+    for name in ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
+    variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
+    output = Path(args.output).resolve()
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
+    p = sizes(args.quick, args.teacher_epochs, args.student_epochs)
+    if args.num_cases:
+        p["num_cases"] = args.num_cases
+    output.mkdir(parents=True, exist_ok=True)
+    t0, failed = time.time(), []
+    if not args.summarise_only:
+        failed = _stages(args, p, output, data_dir, variants, modalities)
+    results = {v: {m: _evaluations(output / v / m, args.split) for m in modalities} for v in variants}
+    table = summarise(results, modalities)
+    n_cases = max((len(e["rows"]) for by in results.values() for es in by.values() for e in es), default=0)
+    info = {
+        "data": f"'{data_dir.name}' (a BraTS folder)"
+        if args.data_dir
+        else f"synthetic phantom, {p['num_cases']} cases of {'x'.join(map(str, p['shape']))}",
+        "n_cases": n_cases,
+        "seeds": list(range(args.seeds)),
+        "teacher_epochs": p["teacher_epochs"],
+        "long_teacher_epochs": p["teacher_epochs"] * args.long_teacher_factor,
+        "student_epochs": p["student_epochs"],
+        "roi": "x".join(map(str, p["roi"])),
+    }
+    command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
+    atomic_write_text(
+        output / f"ablation_{args.split}.md", _markdown(table, modalities, args.split, command_line, info)
+    )
+    atomic_write_text(
+        output / f"ablation_{args.split}.json",
+        json.dumps({"info": info, "ranked": rank_variants(table), "table": table, "failed": failed}, indent=2) + "\n",
+    )
+    print(f"\nablation finished in {time.time() - t0:.0f} s; table: {output / f'ablation_{args.split}.md'}")
+    if failed:
+        print(f"{len(failed)} stage(s) failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

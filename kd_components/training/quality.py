@@ -1,0 +1,128 @@
+"""The teacher quality gate: is the teacher better than the student trained alone, region by region?
+
+Distillation passes on what the teacher knows better; where the teacher is not better than the single-modality
+baseline there is nothing to pass on, and users of other KD repositories have distilled weak teachers without
+noticing. Two pieces:
+
+- ``ValidationRecord``, a validation handler of both bundles, writes ``validation.json`` beside the checkpoints
+  after each validation: the metrics of the last validation and of the best one (the weights in ``model.pt``).
+- ``teacher_quality_gate``, in the student's ``initialize``, reads the teacher's record (beside its checkpoint)
+  and, when given, the baseline's, logs both per region in one line, and warns in one line per region where the
+  teacher is not better by ``margin``. It never stops a run: a user may distil a weak teacher on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from kd_components.files import atomic_write_text
+
+__all__ = ["RECORD_NAME", "REGION_METRICS", "ValidationRecord", "read_validation_record", "teacher_quality_gate"]
+
+logger = logging.getLogger("kd_components.quality")
+
+#: the file ``ValidationRecord`` writes beside the checkpoints.
+RECORD_NAME = "validation.json"
+#: region -> the validation metric of the bundles' ``validate#additional_metrics``.
+REGION_METRICS = {"ET": "val_dice_et", "TC": "val_dice_tc", "WT": "val_dice_wt"}
+
+
+class ValidationRecord:
+    """Writes ``<save_dir>/validation.json`` after each validation: ``{"last": {...}, "best": {...}}``.
+
+    Each entry holds the epoch and every scalar metric of the evaluator (``val_mean_dice``, ``val_dice_tc`` ...);
+    ``best`` is the validation whose key metric was best so far, i.e. the weights the key-metric checkpoint
+    (``model.pt``) holds. The file is written atomically.
+
+    Args:
+        save_dir: the folder of the checkpoints (``ckpt_dir``).
+    """
+
+    def __init__(self, save_dir: str | os.PathLike):
+        self.path = Path(save_dir) / RECORD_NAME
+        self.record: dict = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
+        entry = {"epoch": int(engine.state.epoch), **metrics}
+        self.record["last"] = entry
+        best_epoch = getattr(engine.state, "best_metric_epoch", -1)
+        if best_epoch == engine.state.epoch or "best" not in self.record:
+            self.record["best"] = entry
+        atomic_write_text(self.path, json.dumps(self.record, indent=4) + "\n")
+
+
+def read_validation_record(path: str | os.PathLike) -> dict | None:
+    """The ``best`` entry of a validation record: ``path`` is the record, its folder, or a checkpoint beside it.
+
+    Returns None when there is no readable record (e.g. published weights without one).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / RECORD_NAME
+    elif p.name != RECORD_NAME:  # a checkpoint (present or not): the record beside it
+        p = p.parent / RECORD_NAME
+    try:
+        best = json.loads(p.read_text()).get("best")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return best if isinstance(best, dict) else None
+
+
+def _fmt(best: dict) -> str:
+    values = [f"{r} {best[m]:.3f}" for r, m in REGION_METRICS.items() if isinstance(best.get(m), float)]
+    return ", ".join(values) + f" (epoch {best.get('epoch', '?')})"
+
+
+def teacher_quality_gate(
+    teacher_ckpt: str | os.PathLike,
+    baseline: str | os.PathLike | None = None,
+    required: bool = True,
+    margin: float = 0.02,
+) -> list[str]:
+    """Log the teacher's validation Dice per region beside the baseline's; warn where the teacher is not better.
+
+    Args:
+        teacher_ckpt: the teacher's checkpoint; its ``validation.json`` is read from the same folder.
+        baseline: the baseline student's checkpoint folder or record (its ``validation.json``); None if unknown.
+        required: False when no teacher term has weight (nothing is checked).
+        margin: the teacher must beat the baseline's Dice by at least this much to count as better.
+
+    Returns:
+        the regions where the teacher is not better (empty when unknown or all better).
+    """
+    if not required:
+        return []
+    teacher = read_validation_record(teacher_ckpt)
+    if teacher is None:
+        logger.info(
+            f"teacher quality: no {RECORD_NAME} beside '{teacher_ckpt}' (published or older weights), so the "
+            f"teacher's validation Dice is unknown; compare it with the baseline's before trusting the student"
+        )
+        return []
+    base = read_validation_record(baseline) if baseline else None
+    logger.info(
+        f"teacher quality: teacher validation Dice {_fmt(teacher)}"
+        + (f"; baseline {_fmt(base)}" if base else "; baseline unknown (pass --baseline_validation DIR to compare)")
+    )
+    if base is None:
+        return []
+    weak = []
+    for region, metric in REGION_METRICS.items():
+        t, b = teacher.get(metric, math.nan), base.get(metric, math.nan)
+        if isinstance(t, float) and isinstance(b, float) and not t >= b + margin:
+            weak.append(region)
+            logger.warning(
+                f"teacher quality: the teacher is not better than the baseline on {region} (validation Dice {t:.3f} "
+                f"vs {b:.3f}): distillation has little to pass on there; train the teacher longer or check its data"
+            )
+    return weak

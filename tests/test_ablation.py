@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kd_components.tools import ablation
+
+
+def _evals(dice_by_seed: dict[int, list[float]]) -> list[dict]:
+    """Evaluations per seed with the same Dice for every region of a case."""
+    return [
+        {"seed": seed, "rows": [{"case": f"c{i}", "dice_et": d, "dice_tc": d, "dice_wt": d} for i, d in enumerate(ds)]}
+        for seed, ds in dice_by_seed.items()
+    ]
+
+
+def test_summary_pairs_cases_and_ranks_by_the_stated_rule():
+    base = _evals({0: [0.5, 0.6, 0.7, 0.8], 1: [0.5, 0.6, 0.7, 0.8]})
+    results = {
+        "baseline": {"t1": base},
+        # +0.1 on every case and seed: interval [0.1, 0.1], above zero for all 3 regions
+        "good": {"t1": _evals({0: [0.6, 0.7, 0.8, 0.9], 1: [0.6, 0.7, 0.8, 0.9]})},
+        # -0.05 everywhere: below zero
+        "bad": {"t1": _evals({0: [0.45, 0.55, 0.65, 0.75], 1: [0.45, 0.55, 0.65, 0.75]})},
+        # mixed: +0.2, -0.2 alternating -> mean 0, interval across zero
+        "mixed": {"t1": _evals({0: [0.7, 0.4, 0.9, 0.6], 1: [0.7, 0.4, 0.9, 0.6]})},
+    }
+    table = ablation.summarise(results, ["t1"])
+    good = table["good"]["summary"]
+    assert good["mean_gain"] == pytest.approx(0.1) and good["above"] == 3 and good["below"] == 0
+    assert table["bad"]["summary"]["below"] == 3
+    mixed = table["mixed"]["cells"]["t1/et"]["diff"]
+    assert mixed["mean"] == pytest.approx(0.0) and mixed["low"] < 0 < mixed["high"] and mixed["n_better"] == 2
+    assert table["baseline"]["cells"]["t1/wt"]["dice"] == pytest.approx(0.65)
+    assert ablation.rank_variants(table) == ["good", "mixed", "bad"]
+
+
+def test_variants_state_every_kd_setting_explicitly():
+    """A variant must mean the same thing after the bundle's defaults change."""
+    keys = set(ablation.VARIANTS["tumour_balanced"])
+    for name, overrides in ablation.VARIANTS.items():
+        if overrides is not None:
+            assert set(overrides) == keys, name
+    assert set(ablation.TEACHER_VARIANTS) <= set(ablation.VARIANTS)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--variants", "nope"], "error: --variants: unknown nope; choose from baseline"),
+        (["--jobs", "0"], "error: --jobs 0: give 1 or more."),
+        (["--modalities", "dwi"], "error: unknown modality 'dwi'"),
+    ],
+)
+def test_ill_arguments(tmp_path, capsys, args, message):
+    assert ablation.main(["--output", str(tmp_path / "a"), *args]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+    assert not (tmp_path / "a").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_quick_ablation_end_to_end(tmp_path):
+    """Phantom, teacher, baseline and one variant trained by the bundles' commands, scored on validation."""
+    out = tmp_path / "abl"
+    args = ["--output", str(out), "--quick", "--modalities", "t1ce", "--seeds", "1", "--variants", "class_kl"]
+    assert ablation.main([*args, "--jobs", "2"]) == 0
+    saved = json.loads((out / "ablation_validation.json").read_text())
+    assert saved["ranked"] == ["class_kl"] and saved["failed"] == []
+    assert saved["table"]["class_kl"]["cells"]["t1ce/et"]["diff"]["n_cases"] >= 1
+    record = json.loads((out / "class_kl" / "t1ce" / "seed0" / "train" / "run_record.json").read_text())
+    assert record["config"]["loss"]["kd_loss"]["_target_"] == "kd_components.losses.RegionClassKLDivLoss"
+    assert (out / "teacher" / "models" / "validation.json").is_file()
+    table = (out / "ablation_validation.md").read_text()
+    assert "First by the rule: **class_kl**" in table
