@@ -14,6 +14,10 @@ mkdir -p "$W" "$OUT"
 source scripts/gpu_env.sh
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+bounded() {  # bounded SECONDS CMD...: run CMD for at most SECONDS, or skip it when there is no time left
+    local t=$1; shift
+    if (( t > 10 )); then timeout "$t" "$@"; else echo "skipped, no time left: $*"; fi
+}
 JOBS=${STUDY_JOBS:-14}
 SIZES=${STUDY_SIZES:---num-cases 40 --teacher-epochs 10 --student-epochs 6}
 MODS=${STUDY_MODALITIES:-all}
@@ -22,7 +26,7 @@ VARIANTS=${STUDY_VARIANTS:-tumour_balanced,voxel_mean,voxel_mean_wt_half,voxel_m
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/machine.txt" 2>&1 || true
 nproc >> "$OUT/machine.txt"
 echo "== 1. ablation on validation ($(left) s left)"
-timeout $(( $(left) * 55 / 100 )) "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 2 \
+bounded $(( $(left) * 60 / 100 )) "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 2 \
     --variants "$VARIANTS" --split validation ${STUDY_EXTRA:-}
 "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 2 --variants "$VARIANTS" \
     --split validation --summarise-only ${STUDY_EXTRA:-}
@@ -30,13 +34,13 @@ cp "$W/study/ablation_validation.md" "$W/study/ablation_validation.json" "$OUT/"
 CHOSEN=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ranked'][0])" "$W/study/ablation_validation.json")
 echo "chosen on validation: $CHOSEN"
 echo "== 2. test split, 3 seeds: baseline and $CHOSEN ($(left) s left)"
-timeout $(( $(left) * 70 / 100 )) "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 3 \
+bounded $(( $(left) * 70 / 100 )) "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 3 \
     --variants "$CHOSEN" --split test ${STUDY_EXTRA:-}
 "$PY" -m kd_components.tools.ablation "${STUDY[@]}" --modalities "$MODS" --seeds 3 --variants "$CHOSEN" --split test \
     --summarise-only ${STUDY_EXTRA:-}
 cp "$W/study/ablation_test.md" "$W/study/ablation_test.json" "$OUT/" 2>/dev/null
 echo "== 3. demo sizes, T1c, 3 seeds, validation ($(left) s left)"
-timeout $(( $(left) - 15 )) "$PY" -m kd_components.tools.ablation --output "$W/demo_check" --jobs "$JOBS" \
+bounded $(( $(left) - 15 )) "$PY" -m kd_components.tools.ablation --output "$W/demo_check" --jobs "$JOBS" \
     --modalities t1ce --seeds 3 --variants "tumour_balanced,$CHOSEN" --split validation ${DEMO_EXTRA:-}
 "$PY" -m kd_components.tools.ablation --output "$W/demo_check" --modalities t1ce --seeds 3 \
     --variants "tumour_balanced,$CHOSEN" --split validation --summarise-only ${DEMO_EXTRA:-}

@@ -73,3 +73,15 @@ def test_quick_ablation_end_to_end(tmp_path):
     assert (out / "teacher" / "models" / "validation.json").is_file()
     table = (out / "ablation_validation.md").read_text()
     assert "First by the rule: **class_kl**" in table
+
+
+def test_a_variant_cut_short_is_not_ranked():
+    base = _evals({0: [0.5, 0.6, 0.7]})
+    results = {
+        "baseline": {"t1": base, "t2": base},
+        "complete": {"t1": _evals({0: [0.6, 0.7, 0.5]}), "t2": _evals({0: [0.6, 0.7, 0.5]})},
+        "cut_short": {"t1": _evals({0: [0.6, 0.7, 0.8]}), "t2": []},  # t2 never finished
+    }
+    table = ablation.summarise(results, ["t1", "t2"])
+    assert table["cut_short"]["summary"]["pairs"] == 3 and table["complete"]["summary"]["pairs"] == 6
+    assert ablation.rank_variants(table) == ["complete"]

@@ -152,8 +152,13 @@ def summarise(results: dict[str, dict[str, list[dict]]], modalities: list[str]) 
 
 
 def rank_variants(table: dict) -> list[str]:
-    """Variants (not the baseline) by the stated rule: fewest pairs below zero, most above zero, largest gain."""
-    scored = [(v, t["summary"]) for v, t in table.items() if t["summary"]]
+    """Variants (not the baseline) by the stated rule: fewest pairs below zero, most above zero, largest gain.
+
+    Only variants with every (modality, region) pair scored are ranked: a variant cut short (a run that did not
+    finish) would otherwise win by having fewer pairs that can fall below zero.
+    """
+    complete = max((t["summary"]["pairs"] for t in table.values() if t["summary"]), default=0)
+    scored = [(v, t["summary"]) for v, t in table.items() if t["summary"] and t["summary"]["pairs"] == complete]
     scored.sort(key=lambda vs: (vs[1]["below"], -vs[1]["above"], -vs[1]["mean_gain"]))
     return [v for v, _ in scored]
 
@@ -182,19 +187,21 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
         "| rank | variant | mean Δ Dice | ↑ | ↓ | settings |",
         "|---|---|---|---|---|---|",
     ]
-    for i, v in enumerate(ranked, 1):
+    incomplete = [v for v, t in table.items() if t["summary"] and v not in ranked]
+    for i, v in enumerate([*ranked, *incomplete], 1):
         s = table[v]["summary"]
         settings = {k: val for k, val in (VARIANTS.get(v) or {}).items() if _VOXEL_MEAN.get(k, "-") != val}
         if v in TEACHER_VARIANTS:
             settings["teacher"] = "long"
+        rank = i if v in ranked else "incomplete"
         lines.append(
-            f"| {i} | {v} | {s['mean_gain']:+.3f} | {s['above']}/{s['pairs']} | {s['below']}/{s['pairs']} | "
+            f"| {rank} | {v} | {s['mean_gain']:+.3f} | {s['above']}/{s['pairs']} | {s['below']}/{s['pairs']} | "
             f"{json.dumps(settings) if settings else '(voxel_mean)'} |"
         )
     lines += ["", "## Per modality and region", ""]
     header = "| variant | " + " | ".join(f"{m} {r.upper()}" for m in modalities for r in REGION_ORDER) + " |"
     lines += [header, "|---|" + "---|" * (3 * len(modalities))]
-    for v in ["baseline", *ranked]:
+    for v in ["baseline", *ranked, *incomplete]:
         cells = []
         for m in modalities:
             for r in REGION_ORDER:
