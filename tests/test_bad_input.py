@@ -177,7 +177,7 @@ def test_images_smaller_than_the_crop_are_padded(tiny_phantom, tmp_path):
         epochs=1,
         init_filters=8,
     )
-    assert (tmp_path / "teacher" / "models" / "model_final.pt").is_file()
+    assert (tmp_path / "teacher" / "models" / "last_checkpoint_epoch=1.pt").is_file()
 
 
 def test_validation_memory_skips_unchanged_cases_and_rechecks_changed(tiny_phantom, tmp_path, monkeypatch):

@@ -43,14 +43,15 @@ def trained(tiny_phantom, tmp_path_factory):
     return tmp, state
 
 
-def test_training_writes_best_and_final_checkpoints(trained):
+def test_training_writes_one_checkpoint_per_purpose(trained):
     tmp, state = trained
     models = tmp / "bundle" / "models"
-    assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+    # the best weights, the last epoch's state for --resume, the validation record: no third copy
+    assert sorted(p.name for p in models.iterdir()) == ["last_checkpoint_epoch=2.pt", "model.pt", "validation.json"]
     best = torch.load(models / "model.pt", weights_only=True)
-    final = torch.load(models / "model_final.pt", weights_only=True)
+    last = torch.load(models / "last_checkpoint_epoch=2.pt", weights_only=True)
     assert "convInit.conv.weight" in best, "best checkpoint is a plain state dict, as model-zoo model.pt"
-    assert {"model", "optimizer", "lr_scheduler"} <= set(final)
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "best"} <= set(last)
     assert state.epoch == 2 and np.isfinite(float(state.output[0]["loss"]))
     assert "train_epoch_loss" in state.metrics and "train_mean_dice" in state.metrics
     assert any((tmp / "bundle" / "eval").glob("events.out.tfevents*")), "TensorBoard logs written"
@@ -139,7 +140,7 @@ def test_trains_on_real_brats2023_case(real_case_dir, tmp_path):
     wf.run()
     state = wf.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 1 and np.isfinite(float(state.output[0]["loss"]))
-    assert (tmp_path / "bundle" / "models" / "model_final.pt").is_file()
+    assert (tmp_path / "bundle" / "models" / "last_checkpoint_epoch=1.pt").is_file()
     # 2023 labels (ET = 3) become TC/WT/ET regions in the bundle's own preprocessing
     item = wf.parser.get_parsed_content("train_datalist")[0]
     regions = wf.parser.get_parsed_content("validate#preprocessing")(item)["label"]
@@ -150,7 +151,7 @@ def test_trains_on_real_brats2023_case(real_case_dir, tmp_path):
         int((seg > 0).sum()),
         int((seg == 3).sum()),
     ]
-    assert (tmp_path / "bundle" / "models" / "model_final.pt").is_file()
+    assert (tmp_path / "bundle" / "models" / "last_checkpoint_epoch=1.pt").is_file()
 
 
 def test_cached_batches_keep_four_channels(tiny_phantom):

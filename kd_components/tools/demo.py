@@ -133,7 +133,7 @@ def teacher_stages(teacher: Path, p: dict, common: dict, train_common: dict, eva
                 val_interval=p["teacher_val_interval"],
                 **train_common,
             ),
-            teacher / "models" / "model_final.pt",
+            teacher / "models" / f"last_checkpoint_epoch={p['teacher_epochs']}.pt",
         ),
         Stage(
             f"teacher: evaluation on the {eval_split} split",
@@ -182,7 +182,7 @@ def student_stages(
                 **extra,
                 **train_common,
             ),
-            run / "models" / "model_final.pt",
+            run / "models" / f"last_checkpoint_epoch={p['student_epochs']}.pt",
         ),
         Stage(
             f"{name}: evaluation on the {eval_split} split",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ignite.engine import Engine
 from ignite.handlers import DiskSaver
@@ -14,9 +15,9 @@ __all__ = ["AtomicCheckpointSaver"]
 class _AtomicDiskSaver(DiskSaver):
     """Ignite's ``DiskSaver`` with ``atomic=True`` (temporary file, then rename) and readable permissions."""
 
-    def __init__(self, dirname: str, filename: str | None = None):
+    def __init__(self, dirname: str, filename: str | None = None, replaces: str | None = None):
         super().__init__(dirname=dirname, require_empty=False, atomic=True)
-        self.filename = filename
+        self.filename, self.replaces = filename, replaces
 
     def __call__(self, checkpoint, filename: str, metadata=None) -> None:
         filename = self.filename or filename
@@ -24,6 +25,10 @@ class _AtomicDiskSaver(DiskSaver):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(os.path.join(self.dirname, filename), 0o666 & ~umask)  # the temporary file was 0600
+        if self.replaces:  # older files of the same purpose, e.g. the last checkpoint of a run this one resumed
+            for old in Path(self.dirname).glob(self.replaces):
+                if old.name != filename:
+                    old.unlink(missing_ok=True)
 
     def remove(self, filename: str) -> None:
         super().remove(filename=self.filename or filename)
@@ -51,10 +56,15 @@ class AtomicCheckpointSaver(CheckpointSaver):
             "_key_metric_checkpoint": kwargs.get("key_metric_filename"),
             "_interval_checkpoint": None,
         }
+        # one interval checkpoint kept (n_saved 1): it replaces every older one of its prefix, also those of an
+        # earlier run that this one resumed (Ignite only removes the files it wrote itself)
+        prefix = kwargs.get("file_prefix", "")
+        replaces = f"{prefix}_checkpoint_*.pt" if prefix and kwargs.get("n_saved", 1) == 1 else None
         for attr, filename in names.items():
             checkpoint = getattr(self, attr)
             if checkpoint is not None:
-                checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, filename)
+                kept = replaces if attr == "_interval_checkpoint" else None
+                checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, filename, kept)
 
     def attach(self, engine: Engine) -> None:
         if self.save_engine_as:
