@@ -273,7 +273,11 @@ def test_evaluation_scores_what_inference_writes(bundle):
     assert {**transforms[0], "keys": "image"} == inference["preprocessing"]["transforms"][0]
     assert transforms[-1] == inference["preprocessing"]["transforms"][1]
     assert {**evaluate["validate#inferer"], "roi_size": "@roi_size"} == inference["inferer"]
-    assert evaluate["inference_roi_size"] == inference["roi_size"]
+    # evaluation slides the window the model was trained with (a larger window pads small images with zeros and
+    # shifts the normalisation statistics: Dice fell from 0.61 to 0.23 on the 64^3 phantom); by default that is the
+    # window inference.json slides
+    assert evaluate["inference_roi_size"] == "@roi_size"
+    assert _load(bundle, "train.json")["roi_size"] == inference["roi_size"]
     assert evaluate["validate#postprocessing"]["transforms"][:3] == inference["postprocessing"]["transforms"][:3]
     for key in ("output_label_convention", "et_label"):
         assert evaluate[key] == inference[key]
