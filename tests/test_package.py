@@ -124,7 +124,7 @@ def test_ckpt_export_torchscript_matches_eager(teacher_ckpt, tmp_path):
 
 
 def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
-    out = package_bundle(BUNDLES["teacher"], tmp_path, ckpt=teacher_ckpt, weights_url="https://example.org/w")
+    out = package_bundle(BUNDLES["teacher"], tmp_path, ckpt=teacher_ckpt)
     assert out == tmp_path / "brats_kdnet_teacher.zip"
     with zipfile.ZipFile(out) as z:
         names = set(z.namelist())
@@ -140,8 +140,62 @@ def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
     original = torch.load(teacher_ckpt, weights_only=True)
     assert shipped.keys() == original.keys() and all(torch.equal(shipped[k], original[k]) for k in shipped)
     large = (root / "large_files.yml").read_text()
-    assert 'url: "https://example.org/w/model.pt"' in large and 'hash_type: "md5"' in large
+    assert 'path: "models/model.pt"' in large and 'hash_type: "md5"' in large
     verify_bundle_metadata(root / "configs" / "metadata.json")
+
+
+def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path):
+    """--weights-url: no weights in the zip; monai.bundle download_large_files fetches them from the URL (served
+    here from a local folder) and checks their md5, as the model zoo's ci/verify_bundle.py does."""
+    import functools
+    import http.server
+    import threading
+
+    from monai.apps.utils import HashCheckError
+    from monai.bundle import download_large_files
+
+    out = package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=teacher_ckpt, weights_url="http://127.0.0.1:0/w")
+    with zipfile.ZipFile(out) as z:
+        assert not any(n.endswith((".pt", ".ts")) for n in z.namelist()), "a zoo pull request commits no weights"
+        z.extractall(tmp_path / "pr")
+    upload = tmp_path / "dist" / "brats_kdnet_teacher_weights"
+    assert sorted(p.name for p in upload.iterdir()) == ["model.pt", "model.ts"]
+    (tmp_path / "site" / "w").mkdir(parents=True)
+    for f in upload.iterdir():
+        shutil.copyfile(f, tmp_path / "site" / "w" / f.name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = tmp_path / "pr" / "brats_kdnet_teacher"
+    try:
+        yml = root / "large_files.yml"
+        yml.write_text(yml.read_text().replace("127.0.0.1:0", f"127.0.0.1:{server.server_port}"))
+        download_large_files(bundle_path=str(root))
+        shipped = torch.load(root / "models" / "model.pt", weights_only=True)
+        original = torch.load(teacher_ckpt, weights_only=True)
+        assert all(torch.equal(shipped[k], original[k]) for k in original)
+        # a corrupted upload is caught by the md5 in large_files.yml
+        (root / "models" / "model.pt").unlink()
+        (tmp_path / "site" / "w" / "model.pt").write_bytes(b"not the weights")
+        with pytest.raises(HashCheckError, match="md5 hash check of downloaded file failed"):
+            download_large_files(bundle_path=str(root))
+    finally:
+        server.shutdown()
+    res = _bundle_cli(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(root / "configs" / "metadata.json"),
+        "--config_file",
+        str(root / "configs" / "inference.json"),
+        "--device",
+        "cpu",
+        "--n",
+        "4",
+        "--init_filters",
+        "8",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_package_student_writes_trained_modality(student_ckpt, tmp_path):

@@ -13,6 +13,12 @@ What the zip ``NAME.zip`` holds (the MONAI Bundle archive format: one top folder
     NAME/large_files.yml        the weight files with their md5 (and ``--weights-url`` when given)
     NAME/docs/README.md, NAME/LICENSE
 
+With ``--weights-url URL`` the zip takes the model zoo's pull-request form: the weights are left out of it (a zoo
+pull request commits no weights) and written beside it into ``NAME_weights/`` for upload to ``URL``;
+``large_files.yml`` names ``URL/model.pt`` (and ``model.ts``) with their md5, so that
+``python -m monai.bundle download_large_files --bundle_path NAME`` fetches and checks them, as the zoo's
+``ci/verify_bundle.py`` does.
+
 Everything is checked before the zip exists: the weights load strictly into ``network_def``, the metadata passes
 ``verify_metadata`` against the shipped schema (``kd_components/schemas/meta_schema.json``), the inference config
 has the properties MONAI requires, and the TorchScript output equals the eager output. The zip is written under a
@@ -141,7 +147,8 @@ def package_bundle(
         overrides: ``{id: value}`` set the same way (e.g. ``{"init_filters": 8}``).
         student_modality: the student's input modality (student bundles; default the config's).
         torchscript: also export ``models/model.ts`` and check it against the eager network.
-        weights_url: where the weights will be downloadable, written into ``large_files.yml``.
+        weights_url: where the weights will be downloadable, written into ``large_files.yml``; when given, the
+            zip leaves the weights out (the zoo's pull-request form) and they go to ``NAME_weights/`` beside it.
         version: bundle version to write into the metadata (default: the metadata's).
 
     Raises:
@@ -257,11 +264,19 @@ def package_bundle(
             ]
         (stage / "large_files.yml").write_text("\n".join(lines) + "\n")
 
+        excluded = {path for _, path in large} if weights_url else set()
+        if excluded:
+            upload = target.parent / f"{name}_weights"
+            upload.mkdir(parents=True, exist_ok=True)
+            for path in excluded:
+                shutil.copyfile(path, upload / path.name)
         with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             for f in sorted(stage.rglob("*")):
-                if f.is_file():
+                if f.is_file() and f not in excluded:
                     z.write(f, f.relative_to(stage.parent).as_posix())
     print(f"wrote {target} ({name}; {'student ' + modality if is_student else 'teacher'}) in {time.time() - t0:.1f} s")
+    if weights_url:
+        print(f"zoo form: upload the files of {target.parent / (name + '_weights')} to {weights_url.rstrip('/')}/")
     return target
 
 
@@ -326,7 +341,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], help="ID=VALUE set in the packaged configs")
     p.add_argument("--student-modality", help="modality the student was trained on (student bundles)")
     p.add_argument("--no-torchscript", action="store_true", help="skip the models/model.ts export")
-    p.add_argument("--weights-url", default="", help="URL prefix where the weights will be published")
+    p.add_argument(
+        "--weights-url",
+        default="",
+        help="URL prefix where the weights will be published: the zip leaves them out (model-zoo pull-request form)",
+    )
     p.add_argument("--version", help="bundle version to record in metadata.json")
     return p
 
