@@ -234,3 +234,50 @@ def test_ill_split_file_naming_absent_cases(tiny_phantom, tmp_path):
         build_datalist_from_split(tiny_phantom, tmp_path / "bad.json")
     with pytest.raises(InputError, match=r"does not exist: .* or a shipped split \(brats2018_mmformer_fold0\)"):
         build_datalist_from_split(tiny_phantom, "nope")
+
+
+def _prepare_datalist(bundle: str, *args: str):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bundles" / bundle / "scripts" / "prepare_datalist.py"
+    # -I: isolated, the standard library only (no kd_components, no site-packages)
+    return subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_bundle_prepare_datalist_script_needs_nothing_but_python(tiny_phantom, tmp_path):
+    """The zoo-form script in each bundle writes a datalist the bundles' loader accepts, with every case once."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom, data, ignore=shutil.ignore_patterns("datalist*.json"))
+    teacher = (
+        Path(__file__).resolve().parents[1] / "bundles" / "teacher" / "scripts" / "prepare_datalist.py"
+    ).read_text()
+    student = (
+        Path(__file__).resolve().parents[1] / "bundles" / "student_kd" / "scripts" / "prepare_datalist.py"
+    ).read_text()
+    assert teacher == student, "each bundle carries the same script"
+    res = _prepare_datalist("student_kd", "--path", str(data), "--val-fraction", "0.2", "--test-fraction", "0.2")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"wrote {data / 'datalist.json'}: 3 training, 1 validation, 1 test"
+    content = json.loads((data / "datalist.json").read_text())
+    labels = [e["label"] for split in content.values() for e in split]
+    assert sorted(labels) == sorted(str(c.files["seg"].relative_to(data)) for c in find_cases(data))
+    entry = load_datalist(data / "datalist.json", "training", data)[0]
+    assert [Path(p).name.rsplit("_", 1)[1] for p in entry["image"]] == [
+        "t1ce.nii.gz",
+        "t1.nii.gz",
+        "t2.nii.gz",
+        "flair.nii.gz",
+    ]
+
+
+def test_ill_bundle_prepare_datalist_incomplete_case(tiny_phantom, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom, data)
+    victim = sorted(data.glob("*/*_t2.nii.gz"))[0]
+    victim.unlink()
+    before = (data / "datalist.json").read_text()
+    res = _prepare_datalist("teacher", "--path", str(data))
+    assert res.returncode == 1
+    assert res.stderr.strip().startswith(f"error: incomplete BraTS cases under '{data}': {victim.parent.name} lacks t2")
+    assert (data / "datalist.json").read_text() == before  # nothing written over

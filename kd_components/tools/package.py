@@ -12,6 +12,7 @@ What the zip ``NAME.zip`` holds (the MONAI Bundle archive format: one top folder
     NAME/models/model.ts        TorchScript export (``monai.bundle ckpt_export``), checked against the eager network
     NAME/large_files.yml        the weight files with their md5 (and ``--weights-url`` when given)
     NAME/docs/README.md, NAME/LICENSE
+    NAME/scripts/prepare_datalist.py   the datalist from a BraTS folder (standard library only)
 
 With ``--weights-url URL`` the zip takes the model zoo's pull-request form: the weights are left out of it (a zoo
 pull request commits no weights) and written beside it into ``NAME_weights/`` for upload to ``URL``;
@@ -222,8 +223,9 @@ def package_bundle(
         for extra in ("logging.conf",):
             if (configs / extra).is_file():
                 shutil.copyfile(configs / extra, stage / "configs" / extra)
-        if (bundle / "docs").is_dir():
-            shutil.copytree(bundle / "docs", stage / "docs")
+        for folder in ("docs", "scripts"):
+            if (bundle / folder).is_dir():
+                shutil.copytree(bundle / folder, stage / folder, ignore=shutil.ignore_patterns("__pycache__"))
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
 
