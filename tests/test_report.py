@@ -96,3 +96,19 @@ def test_report_states_the_data_and_the_rules_without_machine_paths(runs, tmp_pa
     assert "Data: the synthetic BraTS-like phantom (not real scans); 3 training, 1 validation, 2 test cases" in report
     assert "teacher 2 epochs, students 1 epochs" in report and "BraTS 2021 rules" in report
     assert str(tmp_path) not in report, "no absolute path of this machine"
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([2.0, 3.0, 373.13], 3.0),  # one empty-region case is 99% of the sum: the median is shown
+        ([2.0, 3.0, 4.0], None),  # no case dominates
+        ([0.0, 0.0, 5.0], 0.0),
+        ([1.0, 373.13], None),  # fewer than 3 cases: no median
+    ],
+)
+def test_median_beside_a_mean_one_case_dominates(values, expected):
+    from kd_components.tools.report import dominating_case_median
+
+    evals = [{"seed": 0, "rows": [{"case": f"c{i}", "hd95_et": v} for i, v in enumerate(values)]}]
+    assert dominating_case_median(evals, "hd95_et") == expected

@@ -40,6 +40,7 @@ from kd_components.tools.demo import (
     common_overrides,
     data_stage,
     sizes,
+    stage_env,
     student_stages,
     teacher_stages,
 )
@@ -85,7 +86,7 @@ DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher",)]
 def _run_pool(groups: list[list[Stage]], jobs: int, log_dir: Path, force: bool) -> list[str]:
     """Run each group of stages in order, ``jobs`` groups at a time; returns the names of failed stages."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // jobs))}
+    env = stage_env(OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
     failed: list[str] = []
 
     def run_group(group: list[Stage]) -> None:

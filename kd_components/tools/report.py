@@ -30,7 +30,7 @@ from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
 
-__all__ = ["collect", "paired_difference", "write_report", "main"]
+__all__ = ["collect", "dominating_case_median", "paired_difference", "write_report", "main"]
 
 REGION_ORDER = ("et", "tc", "wt")
 #: the teacher must beat the baseline by at least this Dice for a region to count as "clearly better".
@@ -114,6 +114,20 @@ def _mean_over_seeds(evals: list[dict], metric: str) -> tuple[float, float]:
     return float(np.mean(per_seed)), float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
 
 
+def dominating_case_median(evals: list[dict], metric: str) -> float | None:
+    """The median over cases of ``metric`` (each case averaged over seeds) when one case is more than half of the
+    sum over cases, so the mean mostly reports that case; else None (fewer than 3 cases: None)."""
+    by_case: dict[str, list[float]] = defaultdict(list)
+    for e in evals:
+        for r in e["rows"]:
+            if math.isfinite(r[metric]):
+                by_case[r["case"]].append(r[metric])
+    values = np.array([np.mean(v) for v in by_case.values()], dtype=np.float64)
+    if len(values) < 3 or values.sum() <= 0 or values.max() <= 0.5 * values.sum():
+        return None
+    return float(np.median(values))
+
+
 def _fmt(mean: float, spread: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread > 0 else "")
 
@@ -158,9 +172,17 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
+    dominated: list[str] = []
+
     def row(label: str, inp: str, ev: list[dict]) -> str:
         cells = [_fmt(*_mean_over_seeds(ev, f"dice_{r}")) for r in REGION_ORDER]
-        cells += [_fmt(*_mean_over_seeds(ev, f"hd95_{r}"), digits=1) for r in REGION_ORDER]
+        for r in REGION_ORDER:
+            cell = _fmt(*_mean_over_seeds(ev, f"hd95_{r}"), digits=1)
+            median = dominating_case_median(ev, f"hd95_{r}")
+            if median is not None:
+                cell += f" (median {median:.1f})"
+                dominated.append(f"{label} {inp} HD95 {r.upper()}")
+            cells.append(cell)
         return f"| {label} | {inp} | {len(ev)} | " + " | ".join(cells) + " |"
 
     if teacher:
@@ -169,6 +191,12 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
         for model, label in (("baseline", "baseline"), ("kd", "KD student")):
             if groups.get((model, m)):
                 lines.append(row(label, _modality_name(m), groups[(model, m)]))
+    if dominated:
+        lines += [
+            "",
+            "The median over cases is given beside a mean that one case dominates (that case alone is more than half "
+            "of the sum, e.g. an HD95 of 373 mm where a region is missing in one mask): " + ", ".join(dominated) + ".",
+        ]
     lines += [
         "",
         "## KD minus baseline (paired by case and seed)",
