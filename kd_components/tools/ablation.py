@@ -249,9 +249,11 @@ def _stages(
     groups, group_variants = [], []
     for v in variants:
         teacher = output / TEACHER_VARIANTS.get(v, "teacher") / "models" / "model.pt"
-        overrides = dict(VARIANTS[v] or {})
         for m in modalities:
             for seed in range(args.seeds):
+                overrides = dict(VARIANTS[v] or {})
+                if VARIANTS[v] is not None:  # the quality gate: the teacher beside this seed's baseline
+                    overrides["baseline_validation"] = output / "baseline" / m / f"seed{seed}" / "models"
                 groups.append(
                     student_stages(
                         output / v / m / f"seed{seed}",

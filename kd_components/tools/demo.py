@@ -246,6 +246,10 @@ def plan(
                     common,
                     train_common,
                     eval_split,
+                    # the quality gate logs the teacher's validation Dice beside this seed's baseline's
+                    {"baseline_validation": output / m / f"seed{seed}" / "baseline" / "models"}
+                    if model == "kd"
+                    else None,
                 )
     return stages
 
