@@ -112,3 +112,18 @@ def test_median_beside_a_mean_one_case_dominates(values, expected):
 
     evals = [{"seed": 0, "rows": [{"case": f"c{i}", "hd95_et": v} for i, v in enumerate(values)]}]
     assert dominating_case_median(evals, "hd95_et") == expected
+
+
+def test_report_keeps_the_splits_apart(runs):
+    """A folder scored on test and on validation: one split per report, named in it; test by default."""
+    from kd_components.tools.report import write_report
+
+    low = {"et": [0.1, 0.1, 0.1], "tc": [0.1, 0.1, 0.1], "wt": [0.1, 0.1, 0.1]}
+    _write(
+        runs / "t1ce" / "seed0" / "baseline" / "validation", {"model": "baseline", "modality": "t1ce", "seed": 0}, low
+    )
+    _write(runs / "t1ce" / "seed0" / "kd" / "validation", {"model": "kd", "modality": "t1ce", "seed": 0}, low)
+    text = write_report(runs, runs / "r_test").read_text()
+    assert "3 test case(s)" in text and "0.100" not in text
+    text = write_report(runs, runs / "r_val", split="validation").read_text()
+    assert "3 validation case(s)" in text and "| baseline | T1c | 1 | 0.100" in text

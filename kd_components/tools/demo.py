@@ -341,7 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m kd_components.tools.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = Stage(
         f"[{len(stages) + 1}/{len(stages) + 1}] report",
-        [sys.executable, "-m", "kd_components.tools.report", "--runs", str(output), "--command", command],
+        [
+            sys.executable,
+            "-m",
+            "kd_components.tools.report",
+            "--runs",
+            str(output),
+            "--command",
+            command,
+            "--split",
+            args.eval_split,
+        ],
         output / "report.md",
     )
     report.run(force=True)

@@ -54,6 +54,8 @@ def collect(runs: Path) -> list[dict]:
                 "seed": int(tags.get("seed", 0)),
                 "rows": read_per_case(per_case),
                 "dir": summary.parent,
+                # the demo and the ablation write each evaluation into a folder named after its split
+                "split": summary.parent.name if summary.parent.name in ("validation", "test") else "test",
             }
         )
     if not found:
@@ -137,9 +139,18 @@ def _modality_name(m: str) -> str:
     return CHANNEL_NAMES.get(canon, m)
 
 
-def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
-    """Write ``report.md``, ``regions.png`` and ``case.png`` for the evaluations under ``runs``."""
+def write_report(runs: Path, output: Path, command: str | None = None, split: str | None = None) -> Path:
+    """Write ``report.md``, ``regions.png`` and ``case.png`` for the evaluations under ``runs``.
+
+    ``split`` picks the evaluations of one split (``test`` or ``validation``) when ``runs`` holds both; by default
+    the only one present, else ``test``.
+    """
     evals = collect(runs)
+    present = sorted({e["split"] for e in evals})
+    split = split or (present[0] if len(present) == 1 else "test")
+    evals = [e for e in evals if e["split"] == split]
+    if not evals:
+        raise InputError(f"no evaluation on the {split} split under '{runs}' (found: {', '.join(present)}).")
     output.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for e in evals:
@@ -161,10 +172,11 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
     }
     lines += _run_description(runs)
     lines += [
-        f"Evaluations found under `{runs.name}/`: {len(evals)}; {max(len(e['rows']) for e in evals)} test case(s) "
-        f"each. Metrics per test case on the label map inference writes, BraTS regions; "
+        f"Evaluations found under `{runs.name}/`: {len(evals)}; {max(len(e['rows']) for e in evals)} {split} case(s) "
+        f"each. Metrics per {split} case on the label map inference writes, BraTS regions; "
         + "; ".join(rules.get(c, c) for c in conventions)
-        + ". Means over test cases, averaged over seeds (± the standard deviation over seeds when there are several).",
+        + f". Means over {split} cases, averaged over seeds (± the standard deviation over seeds when there are "
+        "several).",
         "",
         "## Dice and HD95 per region",
         "",
@@ -202,7 +214,7 @@ def write_report(runs: Path, output: Path, command: str | None = None) -> Path:
         "## KD minus baseline (paired by case and seed)",
         "",
         "Positive Dice differences and negative HD95 differences favour the KD student. 95% t-interval over",
-        "test cases of each case's difference averaged over seeds; `better` counts cases where KD is better.",
+        f"{split} cases of each case's difference averaged over seeds; `better` counts cases where KD is better.",
         "",
         "| input | region | Δ Dice [95% CI] | better | Δ HD95 [95% CI] | teacher − baseline Dice | note |",
         "|---|---|---|---|---|---|---|",
@@ -362,11 +374,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", required=True, help="folder holding the evaluations (searched recursively)")
     ap.add_argument("--output", default=None, help="where report.md and figures go (default: --runs)")
     ap.add_argument("--command", default=None, help="the command that produced the runs, quoted in the report")
+    ap.add_argument(
+        "--split",
+        default=None,
+        choices=("test", "validation"),
+        help="which split (default: the one present, else test)",
+    )
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     if not runs.is_dir():
         raise InputError(f"--runs '{runs}' is not a folder: give the demo's output folder.")
-    report = write_report(runs, Path(args.output) if args.output else runs, args.command)
+    report = write_report(runs, Path(args.output) if args.output else runs, args.command, args.split)
     print(f"wrote {report}")
     return 0
 
