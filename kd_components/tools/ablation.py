@@ -24,7 +24,6 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +33,9 @@ from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
 from kd_components.tools.demo import (
-    REPO,
     Stage,
     _parse_modalities,
+    check_counts,
     common_overrides,
     data_stage,
     sizes,
@@ -95,13 +94,10 @@ def _run_pool(groups: list[list[Stage]], jobs: int, log_dir: Path, force: bool) 
                 continue
             log = log_dir / (stage.name.replace(" ", "_").replace(",", "").replace(":", "") + ".log")
             t0 = time.time()
-            with open(log, "w") as f:
-                f.write("$ " + shlex.join(stage.cmd) + "\n")
-                f.flush()
-                res = subprocess.run(stage.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-            status = "ok" if res.returncode == 0 else f"FAILED (exit {res.returncode}; log {log})"
+            returncode = stage.execute(env, log)
+            status = "ok" if returncode == 0 else f"FAILED (exit {returncode}; log {log})"
             print(f"{stage.name}: {time.time() - t0:.0f} s {status}", flush=True)
-            if res.returncode != 0:
+            if returncode != 0:
                 failed.append(stage.name)
                 return
 
@@ -301,10 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "--summarise-only", action="store_true", help="run nothing: tabulate the evaluations already under --output"
     )
     args = ap.parse_args(argv)
-    for name in ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
+    check_counts(args, ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor"))
     variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None

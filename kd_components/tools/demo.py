@@ -65,15 +65,24 @@ class Stage:
     cmd: list[str]
     done: Path
 
+    def execute(self, env: dict[str, str], log: Path | None = None) -> int:
+        """Run the command from the repository root (output to ``log`` when given); its exit status."""
+        if log is None:
+            return subprocess.run(self.cmd, cwd=REPO, env=env).returncode
+        with open(log, "w") as f:
+            f.write("$ " + shlex.join(self.cmd) + "\n")
+            f.flush()
+            return subprocess.run(self.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
     def run(self, force: bool) -> None:
         print(f"\n=== {self.name} ===\n$ {shlex.join(self.cmd)}", flush=True)
         if self.done.exists() and not force:
             print(f"(done already: {self.done} exists; --force to redo)", flush=True)
             return
         t0 = time.time()
-        res = subprocess.run(self.cmd, cwd=REPO, env=stage_env())
-        if res.returncode != 0:
-            raise SystemExit(f"error: stage '{self.name}' failed with exit status {res.returncode} (command above).")
+        returncode = self.execute(stage_env())
+        if returncode != 0:
+            raise SystemExit(f"error: stage '{self.name}' failed with exit status {returncode} (command above).")
         print(f"--- {self.name}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -269,6 +278,14 @@ def _check_run_config(output: Path, config: dict, force: bool) -> None:
     atomic_write_text(f, json.dumps(config, indent=4) + "\n")
 
 
+def check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Refuse a count option below 1 (``None``: not given), naming the option."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
+
+
 def _parse_modalities(value: str) -> list[str]:
     if value.strip().lower() == "all":
         return ["t1", "t1ce", "t2", "flair"]
@@ -306,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     modalities = _parse_modalities(args.modalities)
-    for name in ("seeds", "teacher_epochs", "student_epochs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} {value}: give 1 or more.")
+    check_counts(args, ("seeds", "teacher_epochs", "student_epochs"))
     if data_dir is not None:
         if not data_dir.is_dir():
             raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
