@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,6 +38,24 @@ def _segresnet(in_channels: int, init_filters: int = 8) -> SegResNet:
 def _bundle_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout
+    )
+
+
+def _verify_net_in_out(configs: Path) -> subprocess.CompletedProcess:
+    """MONAI's ``verify_net_in_out`` on a bundle's inference network (CPU, 4 batch items, init 8 for speed)."""
+    return _bundle_cli(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--config_file",
+        str(configs / "inference.json"),
+        "--device",
+        "cpu",
+        "--n",
+        "4",
+        "--init_filters",
+        "8",
     )
 
 
@@ -76,21 +95,7 @@ def test_ill_metadata_missing_field_fails_schema(field, tmp_path):
 
 @pytest.mark.parametrize("bundle,in_channels", [("teacher", 4), ("student_kd", 1)])
 def test_verify_net_in_out(bundle, in_channels):
-    configs = BUNDLES[bundle] / "configs"
-    res = _bundle_cli(
-        "verify_net_in_out",
-        "network_def",
-        "--meta_file",
-        str(configs / "metadata.json"),
-        "--config_file",
-        str(configs / "inference.json"),
-        "--device",
-        "cpu",
-        "--n",
-        "4",
-        "--init_filters",
-        "8",
-    )
+    res = _verify_net_in_out(BUNDLES[bundle] / "configs")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "data shape of network is verified with no error" in res.stdout + res.stderr
 
@@ -181,20 +186,7 @@ def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path
             download_large_files(bundle_path=str(root))
     finally:
         server.shutdown()
-    res = _bundle_cli(
-        "verify_net_in_out",
-        "network_def",
-        "--meta_file",
-        str(root / "configs" / "metadata.json"),
-        "--config_file",
-        str(root / "configs" / "inference.json"),
-        "--device",
-        "cpu",
-        "--n",
-        "4",
-        "--init_filters",
-        "8",
-    )
+    res = _verify_net_in_out(root / "configs")
     assert res.returncode == 0, res.stderr[-2000:]
 
 
