@@ -127,3 +127,10 @@ def test_report_keeps_the_splits_apart(runs):
     assert "3 test case(s)" in text and "0.100" not in text
     text = write_report(runs, runs / "r_val", split="validation").read_text()
     assert "3 validation case(s)" in text and "| baseline | T1c | 1 | 0.100" in text
+
+
+def test_ill_report_split_without_evaluations(runs):
+    from kd_components.tools.report import write_report
+
+    with pytest.raises(InputError, match=r"no evaluation on the validation split under '.*' \(found: test\)"):
+        write_report(runs, runs / "r", split="validation")

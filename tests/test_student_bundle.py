@@ -163,6 +163,10 @@ def _cli(*args, cwd=REPO):
         (["--student_modality", "t3"], "error: unknown modality 't3': use one of t1, t1ce, t2, flair"),
         (["--kd_weight", "-1"], "error: --kd_weight -1: a loss weight must be a number >= 0"),
         (["--kd_temperature", "0"], "error: --kd_temperature 0: the temperature must be a number > 0"),
+        (
+            ["--kd_channel_weights", "[1, 0.5]"],
+            "error: --kd_channel_weights [1, 0.5]: give one weight >= 0 per region (TC, WT, ET), not all zero",
+        ),
     ],
 )
 def test_ill_settings_one_line(tiny_phantom, tmp_path, args, message):
