@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ignite.engine import Engine, Events
-from ignite.handlers import ProgressBar
+
+try:
+    from ignite.handlers import ProgressBar
+except ImportError:  # pytorch-ignite < 0.5 (MONAI Label's environment) keeps it in contrib
+    from ignite.contrib.handlers import ProgressBar
 
 __all__ = ["EpochProgressBar"]
 

@@ -17,6 +17,7 @@ come back in ``engine.state.output``, where stock metrics (``ignite.metrics.Aver
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,9 @@ __all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
 
 #: the loss terms each iteration puts into ``engine.state.output`` beside ``loss``.
 TERMS = ("loss_seg", "loss_kd", "loss_feat")
+#: MONAI >= 1.6 ``SupervisedTrainer`` takes ``accumulation_steps``; 1.5 (MONAI Label's) does not, and ``_step``
+#: accumulates on its own either way.
+_PARENT_ACCUMULATES = "accumulation_steps" in inspect.signature(SupervisedTrainer.__init__).parameters
 
 
 def _cache_mismatch(logits_shape, other_shape, other: str) -> str:
@@ -140,6 +144,11 @@ class DistillationTrainer(SupervisedTrainer):
         channels = [int(student_channels)] if isinstance(student_channels, int) else [int(c) for c in student_channels]
         if not channels or min(channels) < 0 or max(channels) >= int(num_modalities):
             raise ValueError(f"student_channels {channels} must index a {num_modalities}-channel image.")
+        accumulation_steps = kwargs.pop("accumulation_steps", 1)
+        if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}.")
+        if _PARENT_ACCUMULATES:
+            kwargs["accumulation_steps"] = accumulation_steps
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -150,6 +159,7 @@ class DistillationTrainer(SupervisedTrainer):
             **kwargs,
         )
         self.logger = logging.getLogger(self.__class__.__name__)
+        self.accumulation_steps = accumulation_steps
         self.student_channels, self.num_modalities = channels, int(num_modalities)
         self.cached_logits_key = cached_logits_key
         self.teacher_seconds: list[float] = []  # the teacher's cost per iteration (the benchmark reads it)
