@@ -327,6 +327,7 @@ def load_datalist(
     base_dir: str | os.PathLike,
     n_channels: int = 4,
     check: bool = True,
+    missing_ok: bool = False,
 ) -> list[dict]:
     """Load one split of a datalist for a bundle, checking it first; paths come back joined to ``base_dir``.
 
@@ -338,13 +339,17 @@ def load_datalist(
         base_dir: the data folder the relative paths start from (the bundles' ``dataset_dir``).
         n_channels: number of image files each entry must list.
         check: read every file's header and compare shapes (a few seconds for a BraTS training set).
+        missing_ok: a missing data folder or datalist file gives ``[]`` instead of an error: the bundles' training
+            datalist, whose absence ``check_inputs`` reports together with the run's other missing inputs.
 
     Raises:
-        InputError: missing folder or file, unreadable or empty datalist, missing split, missing or unreadable
-            images, shapes that differ (all problems of the split in one message).
+        InputError: missing folder or file (unless ``missing_ok``), unreadable or empty datalist, missing split,
+            missing or unreadable images, shapes that differ (all problems of the split in one message).
     """
     base, path = Path(base_dir), Path(data_list_file_path)
     missing = missing_data(base, path)
+    if missing and missing_ok:
+        return []
     if missing:
         raise InputError(missing[0] + ".")
     try:

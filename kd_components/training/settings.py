@@ -7,6 +7,7 @@ naming the override to change.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from kd_components import brats, options
@@ -86,15 +87,18 @@ def check_inputs(
     teacher_ckpt: str | os.PathLike | None = None,
     loss: DistillationLoss | None = None,
     cached_logits_key: str | None = None,
+    data: Sequence | None = None,
 ) -> None:
     """Refuse a run whose inputs are missing, naming every missing one at once (data folder or datalist, teacher).
 
-    The teacher checkpoint is needed when ``loss`` has a teacher term and no cached logits replace it.
+    The teacher checkpoint is needed when ``loss`` has a teacher term and no cached logits replace it. ``data`` is
+    the training items the run will use (the bundles pass ``@train#dataset#data``): when it is not empty the data
+    folder and datalist are not needed, as when MONAI Label gives its datastore's items in place of the datalist.
 
     Raises:
         InputError: all missing inputs, in one line.
     """
-    problems = missing_data(dataset_dir, data_list_file_path)
+    problems = [] if data else missing_data(dataset_dir, data_list_file_path)
     needs_teacher = teacher_ckpt is not None and loss is not None and loss.needs_teacher and cached_logits_key is None
     if needs_teacher and not Path(teacher_ckpt).is_file():
         problems.append(missing_teacher(teacher_ckpt))
