@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from kd_components.data import build_datalist, find_cases, load_datalist, write_datalist
 from kd_components.data.__main__ import main as data_cli
@@ -281,3 +282,25 @@ def test_ill_bundle_prepare_datalist_incomplete_case(tiny_phantom, tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().startswith(f"error: incomplete BraTS cases under '{data}': {victim.parent.name} lacks t2")
     assert (data / "datalist.json").read_text() == before  # nothing written over
+
+
+def test_missing_ok_gives_an_empty_split_and_check_inputs_names_it(tmp_path):
+    """The bundles' training datalist is loaded with ``missing_ok``: nothing on disk gives ``[]``, and
+    ``check_inputs`` then reports the missing folder (with the run's other missing inputs) in one line."""
+    from kd_components.training.settings import check_inputs
+
+    assert load_datalist(tmp_path / "nope" / "datalist.json", "training", tmp_path / "nope", missing_ok=True) == []
+    with pytest.raises(InputError, match=r"^dataset_dir '.*nope' does not exist: pass --dataset_dir"):
+        check_inputs(tmp_path / "nope", tmp_path / "nope" / "datalist.json", data=[])
+
+
+def test_check_inputs_accepts_items_given_directly(tmp_path):
+    """MONAI Label hands the run its datastore's items (``train#dataset#data``): no data folder is needed then."""
+    from kd_components.losses import DistillationLoss, SigmoidKLDivLoss
+    from kd_components.training.settings import check_inputs
+
+    items = [{"image": str(tmp_path / "a.nii.gz"), "label": str(tmp_path / "a_seg.nii.gz")}]
+    check_inputs(tmp_path / "nope", tmp_path / "nope" / "datalist.json", data=items)
+    loss = DistillationLoss(seg_loss=torch.nn.MSELoss(), kd_loss=SigmoidKLDivLoss(), kd_weight=1.0)
+    with pytest.raises(InputError, match=r"teacher checkpoint '.*t\.pt' does not exist"):
+        check_inputs(tmp_path / "nope", tmp_path / "x.json", teacher_ckpt=tmp_path / "t.pt", loss=loss, data=items)

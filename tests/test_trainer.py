@@ -305,3 +305,10 @@ def test_ill_arguments():
         _trainer(_net(1), DiceLoss(sigmoid=True))
     with pytest.raises(ValueError, match=r"student_channels \[4\] must index a 4-channel image"):
         _trainer(_net(1), _kd_loss(0.0, 0.0), channel=4)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5])
+def test_ill_accumulation_steps(steps):
+    """Checked in the trainer itself: MONAI 1.5's SupervisedTrainer (MONAI Label's) takes no accumulation_steps."""
+    with pytest.raises(ValueError, match="accumulation_steps must be a positive integer"):
+        _trainer(_net(1), _kd_loss(0.0, 0.0), None, accumulation_steps=steps)
