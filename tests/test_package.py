@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, run_workflow
@@ -147,6 +148,123 @@ def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
     large = (root / "large_files.yml").read_text()
     assert 'path: "models/model.pt"' in large and 'hash_type: "md5"' in large
     verify_bundle_metadata(root / "configs" / "metadata.json")
+
+
+#: ``python -c HIDE_KD MODULE ARGS...`` runs ``python -m MODULE ARGS...`` (or ``python SCRIPT.py ARGS...``) as in an
+#: environment where kd_components was never installed: the editable install's finder is removed, so only a
+#: ``kd_components`` on the path (the current folder, as for every model-zoo bundle with code) can be imported.
+HIDE_KD = (
+    "import os, runpy, sys\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+    "sys.path[:] = [p for p in sys.path if not p.startswith('__editable__')]\n"
+    "sys.argv = sys.argv[1:]\n"
+    "if sys.argv[0].endswith('.py'):\n"
+    "    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "else:\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _without_kd(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", HIDE_KD, module, *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def test_packaged_student_trains_evaluates_and_infers_without_kd_components(
+    teacher_ckpt, student_ckpt, tiny_phantom, tmp_path
+):
+    """The zips carry the runtime code: unzipped into an empty folder, the student trains with distillation from
+    the packaged teacher beside it, evaluates and infers, with ``import kd_components`` failing outside it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for zipped in (
+        package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=teacher_ckpt, torchscript=False),
+        package_bundle(
+            BUNDLES["student_kd"],
+            tmp_path / "dist",
+            ckpt=student_ckpt,
+            torchscript=False,
+            overrides={"init_filters": 8},
+        ),
+    ):
+        with zipfile.ZipFile(zipped) as z:
+            z.extractall(models)
+    student = models / "brats_kdnet_student_t1ce"
+    assert not (student / "kd_components" / "tools").exists()
+
+    probe = (tmp_path / "probe.py", "import kd_components; print(kd_components.__file__)")
+    probe[0].write_text(probe[1])
+    outside = _without_kd(tmp_path, "probe")
+    assert outside.returncode != 0 and "No module named 'kd_components'" in outside.stderr
+    shutil.copyfile(probe[0], student / "probe.py")
+    inside = _without_kd(student, "probe")
+    assert inside.returncode == 0 and Path(inside.stdout.strip()).is_relative_to(student), inside.stderr[-2000:]
+    (student / "probe.py").unlink()
+
+    tiny = ["--roi_size", "[32,32,32]", "--num_workers", "0", "--device", "cpu", "--dataset_dir", str(tiny_phantom)]
+    res = _without_kd(
+        student, "monai.bundle", "run", "training", "--config_file", "configs/train.json", "--epochs", "1", *tiny
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = [line for line in (res.stderr + res.stdout).splitlines() if "teacher loaded from" in line]
+    assert loaded and "../brats_kdnet_teacher/models/model.pt" in loaded[0]  # the packaged teacher beside it
+    kd = [line for line in (res.stderr + res.stdout).splitlines() if "train_loss_kd:" in line]
+    assert kd and float(kd[-1].split("train_loss_kd:")[1].split()[0]) > 0
+    assert (student / "models" / "last_checkpoint_epoch=1.pt").is_file()
+
+    configs = "['configs/train.json','configs/evaluate.json']"
+    res = _without_kd(student, "monai.bundle", "run", "evaluating", "--config_file", configs, *tiny)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((student / "eval" / "metrics_summary.json").read_text())
+    assert summary, "no evaluation summary written"
+
+    image = sorted(tiny_phantom.glob("*/*_t1ce.nii.gz"))[-1]
+    res = _without_kd(
+        student,
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--input_image",
+        str(image),
+        "--output_dir",
+        str(tmp_path / "pred"),
+        "--device",
+        "cpu",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    pred = next((tmp_path / "pred").glob("*.nii.gz"))
+    import nibabel as nib
+
+    assert set(np.unique(np.asarray(nib.load(pred).dataobj)).tolist()) <= {0, 1, 2, 4}
+
+
+def test_zoo_unit_tests_pass_on_the_packaged_bundles(teacher_ckpt, student_ckpt, tmp_path):
+    """``zoo/ci/unit_tests`` (the bundles' tests in the model zoo's form) run as the zoo runs its own, from a zoo
+    root holding the unzipped bundles in ``models/``, without kd_components installed."""
+    root = tmp_path / "zoo"
+    shutil.copytree(REPO / "zoo" / "ci", root / "ci", ignore=shutil.ignore_patterns("__pycache__"))
+    for zipped in (
+        package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=teacher_ckpt, torchscript=False),
+        package_bundle(
+            BUNDLES["student_kd"],
+            tmp_path / "dist",
+            ckpt=student_ckpt,
+            torchscript=False,
+            overrides={"init_filters": 8},
+        ),
+    ):
+        with zipfile.ZipFile(zipped) as z:
+            z.extractall(root / "models")
+    shipped = (root / "models" / "brats_kdnet_teacher" / "models" / "model.pt").read_bytes()
+    for name in ("teacher", "student"):
+        res = _without_kd(root, f"ci/unit_tests/test_brats_kdnet_{name}.py")
+        assert res.returncode == 0 and "OK" in res.stderr.splitlines()[-1], res.stderr[-3000:]
+        assert "Ran 2 tests" in res.stderr or "Ran 3 tests" in res.stderr
+    # training in the tests wrote into temporary folders, never over the shipped weights
+    assert (root / "models" / "brats_kdnet_teacher" / "models" / "model.pt").read_bytes() == shipped
 
 
 def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path):

@@ -13,6 +13,16 @@ What the zip ``NAME.zip`` holds (the MONAI Bundle archive format: one top folder
     NAME/large_files.yml        the weight files with their md5 (and ``--weights-url`` when given)
     NAME/docs/README.md, NAME/LICENSE
     NAME/scripts/prepare_datalist.py   the datalist from a BraTS folder (standard library only)
+    NAME/kd_components/         the package's runtime wing (everything but ``tools``), under its own name so that
+                                the configs' references stay as they are: the bundle trains, evaluates and infers
+                                with MONAI and registry packages only, ``kd_components`` not installed. As for every
+                                zoo bundle with code, the bundle folder must be on the Python path: run from it
+                                (the configs' ``bundle_root`` is "."), or set ``PYTHONPATH``; MONAI Label and the
+                                zoo's CI add it themselves.
+
+A packaged student looks for its teacher beside itself, ``../brats_kdnet_teacher/models/model.pt`` (the packaged
+teacher's folder in a MONAI Label app's ``model/`` or the zoo's ``models/``); ``--teacher-name`` or
+``--override teacher_ckpt=...`` change that.
 
 With ``--weights-url URL`` the zip takes the model zoo's pull-request form: the weights are left out of it (a zoo
 pull request commits no weights) and written beside it into ``NAME_weights/`` for upload to ``URL``;
@@ -48,6 +58,9 @@ __all__ = ["SCHEMA_PATH", "apply_overrides", "package_bundle", "read_config", "v
 #: be fetched offline; ``verify_metadata`` keeps a file already at ``--filepath``).
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "meta_schema.json"
 DEFAULT_NAMES = {"teacher": "brats_kdnet_teacher", "student_kd": "brats_kdnet_student"}
+#: the parts of this package a zip carries (``tools`` are commands run from a checkout, not bundle code)
+RUNTIME_IGNORE = ("tools", "__pycache__", "*.pyc")
+RUNTIME_SOURCE = Path(__file__).resolve().parents[1]
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -133,6 +146,7 @@ def package_bundle(
     torchscript: bool = True,
     weights_url: str = "",
     version: str | None = None,
+    teacher_name: str = DEFAULT_NAMES["teacher"],
 ) -> Path:
     """Write ``NAME.zip`` of ``bundle`` with trained weights (see the module docstring for the layout).
 
@@ -151,6 +165,8 @@ def package_bundle(
         weights_url: where the weights will be downloadable, written into ``large_files.yml``; when given, the
             zip leaves the weights out (the zoo's pull-request form) and they go to ``NAME_weights/`` beside it.
         version: bundle version to write into the metadata (default: the metadata's).
+        teacher_name: student bundles: the packaged teacher's name; ``teacher_ckpt`` becomes
+            ``<bundle_root>/../<teacher_name>/models/model.pt`` unless ``overrides`` set it.
 
     Raises:
         InputError: missing bundle, config or ``models/model.pt``; weights that do not fit ``network_def``;
@@ -192,6 +208,7 @@ def package_bundle(
             raise InputError(f"--student-modality '{modality}' is not a BraTS modality: use t1, t1ce, t2 or flair.")
         modality = MODALITY_ALIASES[str(modality).lower()]
         overrides["student_modality"] = modality
+        overrides.setdefault("teacher_ckpt", f"$@bundle_root + '/../{teacher_name}/models/model.pt'")
     elif student_modality:
         raise InputError(f"--student-modality is for student bundles; '{bundle}' has no student_modality setting.")
     for fname, cfg in flat.items():
@@ -228,6 +245,7 @@ def package_bundle(
                 shutil.copytree(bundle / folder, stage / folder, ignore=shutil.ignore_patterns("__pycache__"))
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
+        shutil.copytree(RUNTIME_SOURCE, stage / "kd_components", ignore=shutil.ignore_patterns(*RUNTIME_IGNORE))
 
         # the weights must load strictly into the packaged network definition
         inference_cfg = stage / "configs" / "inference.json"
@@ -349,6 +367,11 @@ def _parser() -> argparse.ArgumentParser:
         help="URL prefix where the weights will be published: the zip leaves them out (model-zoo pull-request form)",
     )
     p.add_argument("--version", help="bundle version to record in metadata.json")
+    p.add_argument(
+        "--teacher-name",
+        default=DEFAULT_NAMES["teacher"],
+        help="student bundles: the packaged teacher beside it, whose models/model.pt distils the student",
+    )
     return p
 
 
@@ -366,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         torchscript=not args.no_torchscript,
         weights_url=args.weights_url,
         version=args.version,
+        teacher_name=args.teacher_name,
     )
     return 0
 
