@@ -1,5 +1,8 @@
 """A real MONAI Label server (monailabel 0.8.5, its ``monaibundle`` sample app) serves the packaged teacher and
-student bundles on 127.0.0.1.
+student bundles on 127.0.0.1, and trains the student with distillation from the packaged teacher.
+
+The server's environment has MONAI 1.5.2 and pytorch-ignite 0.4.11 and no ``kd_components``: the student's training
+runs on the copy of the runtime code that its zip carries.
 
 MONAI Label runs in its own virtual environment (numpy < 2, torch 2.14.1 + torchvision 0.29.1), made by
 ``scripts/setup_monailabel.sh`` the first time (about 5 minutes, from package registries) and reused afterwards;
@@ -80,7 +83,7 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
             REPO / "bundles" / "student_kd",
             tmp / "dist",
             ckpt=student_ckpt,
-            overrides={"init_filters": 8},
+            overrides={"init_filters": 8, "roi_size": [32, 32, 32], "num_workers": 0},
             student_modality="t2",
             torchscript=False,
         ),
@@ -89,10 +92,15 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
         with zipfile.ZipFile(z) as f:
             f.extractall(app / "model")
     studies = tmp / "studies"
-    studies.mkdir()
-    case = find_cases(tiny_phantom)[-1]
+    (studies / "labels" / "final").mkdir(parents=True)
+    cases = find_cases(tiny_phantom)
+    case = cases[-1]
     stack_case(case.folder, studies / "case_stack.nii.gz")
     shutil.copyfile(case.files["t2"], studies / "case_t2.nii.gz")
+    # the datastore MONAI Label trains on: stacked 4-channel images with their final labels
+    for c in cases[:-1]:
+        stack_case(c.folder, studies / f"train_{c.name}.nii.gz")
+        shutil.copyfile(c.files["seg"], studies / "labels" / "final" / f"train_{c.name}.nii.gz")
 
     port = _free_port()
     log = (tmp / "server.log").open("w")
@@ -113,9 +121,6 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
         "--conf",
         "sam2",
         "false",
-        "--conf",
-        "skip_trainers",
-        "true",
         "-i",
         "127.0.0.1",
         "-p",
@@ -136,7 +141,7 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 assert time.time() < deadline, f"no /info/ after 300 s:\n{(tmp / 'server.log').read_text()[-3000:]}"
                 time.sleep(2)
-        yield url, studies, app, info, case
+        yield url, studies, app, info, case, tmp / "server.log"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -157,13 +162,13 @@ def _infer(url: str, model: str, image: str, out: Path) -> Path:
 
 
 def test_info_lists_both_bundles(served):
-    _, _, _, info, _ = served
+    _, _, _, info, _, _ = served
     assert {"brats_kdnet_teacher", "brats_kdnet_student_t2"} <= set(info["models"])
     assert info["models"]["brats_kdnet_student_t2"]["type"] == "segmentation"
 
 
 def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path):
-    url, studies, app, _, _ = served
+    url, studies, app, _, _, _ = served
     out = _infer(url, "brats_kdnet_student_t2", "case_t2", tmp_path / "student.nii.gz")
     pred, ref = nib.load(out), nib.load(studies / "case_t2.nii.gz")
     labels = np.asarray(pred.dataobj)
@@ -186,7 +191,7 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
 
 
 def test_served_teacher_reads_stacked_four_channel_image(served, tmp_path):
-    url, studies, _, _, case = served
+    url, studies, _, _, case, _ = served
     out = _infer(url, "brats_kdnet_teacher", "case_stack", tmp_path / "teacher.nii.gz")
     pred, ref = nib.load(out), nib.load(case.files["t1ce"])
     labels = np.asarray(pred.dataobj)
@@ -195,6 +200,40 @@ def test_served_teacher_reads_stacked_four_channel_image(served, tmp_path):
 
 
 def test_unknown_image_is_an_error_not_a_label(served):
-    url, _, _, _, _ = served
+    url, _, _, _, _, _ = served
     with pytest.raises(urllib.error.HTTPError):
         _infer(url, "brats_kdnet_teacher", "no_such_image", Path(os.devnull))
+
+
+def test_server_trains_the_student_with_distillation_then_serves_it(served, tmp_path):
+    """MONAI Label's own trainer (``POST /train/NAME``) runs the student bundle for one epoch on the datastore's
+    stacked images: the teacher beside it runs inside each iteration (loss_kd > 0 in the server's log), the new
+    weights replace the bundle's model.pt, and the served student answers with them."""
+    url, _, app, info, _, log = served
+    assert "brats_kdnet_student_t2" in info["trainers"]
+    weights = app / "model" / "brats_kdnet_student_t2" / "models" / "model.pt"
+    before = weights.read_bytes()
+    params = {"max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False, "pretrained": True}
+    req = urllib.request.Request(
+        f"{url}/train/brats_kdnet_student_t2?run_sync=true",
+        data=json.dumps(params).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=900) as r:
+        assert r.status == 200
+    text = log.read_text()
+    metrics = [line for line in text.splitlines() if "train_loss_kd:" in line]
+    assert metrics, f"no training metrics in the server log:\n{text[-3000:]}"
+    loss_kd = float(metrics[-1].split("train_loss_kd:")[1].split()[0])
+    assert loss_kd > 0, metrics[-1]
+    assert "monai 1.5.2" in text and "pytorch-ignite 0.4" in text  # MONAI Label's own MONAI and Ignite ran it
+    assert "teacher loaded from" in text
+    # the server's environment has no kd_components: the code that ran is the copy the student's zip carries
+    res = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", "import kd_components"], cwd=tmp_path, capture_output=True
+    )
+    assert res.returncode != 0
+    assert weights.read_bytes() != before
+    out = _infer(url, "brats_kdnet_student_t2", "case_t2", tmp_path / "trained.nii.gz")
+    assert set(np.unique(np.asarray(nib.load(out).dataobj)).tolist()) <= BRATS_LABELS
