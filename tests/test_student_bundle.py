@@ -249,3 +249,26 @@ def test_ill_every_missing_input_at_once(tmp_path):
     assert last.startswith(f"error: datalist '{tmp_path / 'data' / 'datalist.json'}' does not exist")
     assert f"; teacher checkpoint '{tmp_path / 't.pt'}' does not exist" in last
     assert not (tmp_path / "s").exists(), "a refused run writes nothing, not even its run record"
+
+
+@pytest.mark.parametrize("config", ["inference.json", "train.json"])
+def test_sliding_window_keeps_the_student_first_convolution_on_onednn(config):
+    """PyTorch runs a CPU convolution on oneDNN only above batch x channels x depth x height = 20480: with one window
+    per forward the student's first convolution (1 channel) took the slow native path (the student's sliding
+    window was slower than the teacher's). The configs' ``sw_batch_size`` 2 keeps it on oneDNN, same output."""
+    from monai.bundle import ConfigParser
+    from torch.profiler import ProfilerActivity, profile
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "student_kd" / "configs" / config))
+    parser.update({"roi_size": [32, 32, 32], "device": "cpu", "init_filters": 8})
+    inferer = parser.get_parsed_content("inferer" if config == "inference.json" else "validate#inferer")
+    net = parser.get_parsed_content("network_def").eval().to(memory_format=torch.channels_last_3d)
+    x = torch.randn(1, 1, 64, 64, 48)  # 3 x 3 x 2 windows: an even number, no lone window at the end
+    with torch.no_grad():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = inferer(x, net)
+        one = type(inferer)(roi_size=[32, 32, 32], sw_batch_size=1, overlap=inferer.overlap)(x, net)
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
+    torch.testing.assert_close(out, one, rtol=1e-3, atol=1e-3)
