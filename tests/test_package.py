@@ -259,7 +259,7 @@ def test_zoo_unit_tests_pass_on_the_packaged_bundles(teacher_ckpt, student_ckpt,
         with zipfile.ZipFile(zipped) as z:
             z.extractall(root / "models")
     shipped = (root / "models" / "brats_kdnet_teacher" / "models" / "model.pt").read_bytes()
-    for name in ("teacher", "student"):
+    for name in ("teacher", "student_t1ce"):
         res = _without_kd(root, f"ci/unit_tests/test_brats_kdnet_{name}.py")
         assert res.returncode == 0 and "OK" in res.stderr.splitlines()[-1], res.stderr[-3000:]
         assert "Ran 2 tests" in res.stderr or "Ran 3 tests" in res.stderr

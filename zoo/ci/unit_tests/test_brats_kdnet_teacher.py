@@ -9,63 +9,19 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Unit test of the KD-Net teacher bundle (4 modalities -> TC, WT, ET), in the model zoo's form: train one
-epoch, evaluate, infer, each through ``ConfigWorkflow`` with ``check_properties``."""
+"""Unit test of the KD-Net teacher bundle (4 modalities -> TC, WT, ET), in the model zoo's form."""
 
-import glob
 import os
-import shutil
-import sys
-import tempfile
 import unittest
 
-from brats_kdnet_data import write_random_brats
-from monai.bundle import ConfigWorkflow
-from utils import check_workflow
-
-BUNDLE_ROOT = os.environ.get("KD_ZOO_BUNDLE_ROOT_TEACHER", "models/brats_kdnet_teacher")
-TEST_CASE_TRAIN = {"bundle_root": BUNDLE_ROOT, "epochs": 1, "num_workers": 0, "roi_size": [32, 32, 32]}
-TEST_CASE_INFER = {"bundle_root": BUNDLE_ROOT, "num_workers": 0, "roi_size": [32, 32, 32]}
+from brats_kdnet_common import BundleTests
 
 
-class TestBratsKDNetTeacher(unittest.TestCase):
-    def setUp(self):
-        # the bundle's runtime code (kd_components/ inside it) is imported from the bundle folder
-        if os.path.abspath(BUNDLE_ROOT) not in sys.path:
-            sys.path.insert(0, os.path.abspath(BUNDLE_ROOT))
-        self.dataset_dir = tempfile.mkdtemp()
-        self.output_dir = tempfile.mkdtemp()
-        self.ckpt_dir = tempfile.mkdtemp()  # training writes here, not over the bundle's own weights
-        self.datalist = write_random_brats(self.dataset_dir, BUNDLE_ROOT)
+class TestBratsKDNetTeacher(BundleTests, unittest.TestCase):
+    bundle_root = os.environ.get("KD_ZOO_BUNDLE_ROOT_TEACHER", "models/brats_kdnet_teacher")
 
-    def tearDown(self):
-        shutil.rmtree(self.dataset_dir)
-        shutil.rmtree(self.output_dir)
-        shutil.rmtree(self.ckpt_dir)
-
-    def _workflow(self, workflow_type, config_files, override):
-        return ConfigWorkflow(
-            workflow_type=workflow_type,
-            config_file=[os.path.join(BUNDLE_ROOT, "configs", f) for f in config_files],
-            logging_file=os.path.join(BUNDLE_ROOT, "configs", "logging.conf"),
-            meta_file=os.path.join(BUNDLE_ROOT, "configs", "metadata.json"),
-            **override,
-        )
-
-    def test_train_eval_config(self):
-        override = dict(
-            TEST_CASE_TRAIN, dataset_dir=self.dataset_dir, output_dir=self.output_dir, ckpt_dir=self.ckpt_dir
-        )
-        check_workflow(self._workflow("train", ["train.json"], override), check_properties=True)
-        # evaluate.json on top of train.json, thus the workflow type of train.json
-        check_workflow(self._workflow("train", ["train.json", "evaluate.json"], override), check_properties=True)
-        self.assertTrue(os.path.isfile(os.path.join(self.output_dir, "metrics_summary.json")))
-
-    def test_infer_config(self):
-        override = dict(TEST_CASE_INFER, dataset_dir=self.dataset_dir, output_dir=self.output_dir)
-        override["data_list_file_path"] = self.datalist
-        check_workflow(self._workflow("infer", ["inference.json"], override), check_properties=True)
-        self.assertTrue(glob.glob(os.path.join(self.output_dir, "**", "*.nii.gz"), recursive=True))
+    def infer_override(self):
+        return {"data_list_file_path": self.datalist}  # its test split
 
 
 if __name__ == "__main__":
