@@ -335,15 +335,7 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
             for k, v in sorted(worst.items())
         )
         + ".",
-        *(
-            [
-                "On CPU the fast pipeline's random transforms run in the loader's thread beside the network's "
-                "threads on the same cores, so it only helps where the network runs elsewhere (a GPU); the default "
-                "pipeline (worker processes) stays the CPU path.",
-            ]
-            if kind == "cpu"
-            else []
-        ),
+        *([_cpu_pipelines(results)] if kind == "cpu" else []),
         f"Caching the teacher's logits (sliding window over each training case's brain, float16, compressed): "
         f"{cache_s:.1f} s for {args.cases - 1} case(s), once.",
         "",
@@ -363,6 +355,27 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_pipelines(results: list[dict]) -> str:
+    """The CPU's verdict on the two pipelines, from the paired rows of this run."""
+    pairs = []
+    for r in results:
+        if r["pipeline"] != "fast":
+            continue
+        default = [
+            x
+            for x in results
+            if x["pipeline"] == "default" and (x["mode"], x["batch"], x["crop"]) == (r["mode"], r["batch"], r["crop"])
+        ]
+        if default:
+            pairs.append(f"{r['mode']} {r['iter_s'] / default[0]['iter_s']:.2f}x")
+    return (
+        "On CPU the fast pipeline's random transforms run in the loader's thread beside the network's threads on the "
+        f"same cores; fast / default in this run: {', '.join(pairs) or 'not measured'} (repeated runs on this shared "
+        "2-core machine differ by about 10%). The default pipeline (worker processes) stays the CPU path: no cache to "
+        "fill, and the lower peak RSS."
+    )
 
 
 HEADER = """# Benchmarks: the cost of distillation and of the data pipeline
