@@ -272,3 +272,13 @@ def test_sliding_window_keeps_the_student_first_convolution_on_onednn(config):
     ops = {e.key for e in prof.key_averages()}
     assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
     torch.testing.assert_close(out, one, rtol=1e-3, atol=1e-3)
+
+
+def test_ill_inference_input_image_missing_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(STUDENT / "inference.json")]
+    cmd += ["--input_image", str(tmp_path / "typo_t1ce.nii.gz"), "--bundle_root", str(tmp_path / "s")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --input_image '{tmp_path / 'typo_t1ce.nii.gz'}' does not exist: pass an existing")
+    assert not (tmp_path / "s").exists()

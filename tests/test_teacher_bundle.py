@@ -202,3 +202,29 @@ def test_evaluation_equals_score_of_the_files_inference_writes(trained, tiny_pha
                 )
     summary = json.loads((out / "metrics_summary.json").read_text())
     assert summary["convention"] == "brats2023" and "pooled" in summary["conventions"]["hd95"]
+
+
+def _inference_error(tmp_path, *args: str) -> str:
+    """The last stderr line of the teacher's inference run with ``args``; it must fail in one line, writing nothing."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json")]
+    cmd += ["--bundle_root", str(tmp_path / "b"), "--output_dir", str(tmp_path / "out"), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    return res.stderr.strip().splitlines()[-1]
+
+
+def test_ill_inference_missing_datalist_one_line(tmp_path):
+    last = _inference_error(tmp_path, "--dataset_dir", str(tmp_path / "data"))
+    assert last.startswith(f"error: datalist '{tmp_path / 'data' / 'datalist.json'}' does not exist: write it with")
+
+
+def test_ill_inference_datalist_naming_a_missing_image_one_line(tiny_phantom, tmp_path):
+    """A datalist whose image is gone (moved data, wrong --dataset_dir) is named, not a loader traceback."""
+    content = json.loads((tiny_phantom / "datalist.json").read_text())
+    content["test"][0]["image"][2] = "gone/gone_t2.nii.gz"
+    (tmp_path / "datalist.json").write_text(json.dumps(content))
+    last = _inference_error(
+        tmp_path, "--dataset_dir", str(tiny_phantom), "--data_list_file_path", str(tmp_path / "datalist.json")
+    )
+    assert last.startswith(f"error: image '{tiny_phantom / 'gone' / 'gone_t2.nii.gz'}' of datalist")
