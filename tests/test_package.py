@@ -172,6 +172,18 @@ def _without_kd(cwd: Path, module: str, *args: str) -> subprocess.CompletedProce
     )
 
 
+def _unzip_both(teacher_ckpt: Path, student_ckpt: Path, dist: Path, models: Path) -> None:
+    """Package the teacher and an init-8 T1c student (no TorchScript) and unzip both side by side into ``models``."""
+    for zipped in (
+        package_bundle(BUNDLES["teacher"], dist, ckpt=teacher_ckpt, torchscript=False),
+        package_bundle(
+            BUNDLES["student_kd"], dist, ckpt=student_ckpt, torchscript=False, overrides={"init_filters": 8}
+        ),
+    ):
+        with zipfile.ZipFile(zipped) as z:
+            z.extractall(models)
+
+
 def test_packaged_student_trains_evaluates_and_infers_without_kd_components(
     teacher_ckpt, student_ckpt, tiny_phantom, tmp_path
 ):
@@ -179,18 +191,7 @@ def test_packaged_student_trains_evaluates_and_infers_without_kd_components(
     the packaged teacher beside it, evaluates and infers, with ``import kd_components`` failing outside it."""
     models = tmp_path / "models"
     models.mkdir()
-    for zipped in (
-        package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=teacher_ckpt, torchscript=False),
-        package_bundle(
-            BUNDLES["student_kd"],
-            tmp_path / "dist",
-            ckpt=student_ckpt,
-            torchscript=False,
-            overrides={"init_filters": 8},
-        ),
-    ):
-        with zipfile.ZipFile(zipped) as z:
-            z.extractall(models)
+    _unzip_both(teacher_ckpt, student_ckpt, tmp_path / "dist", models)
     student = models / "brats_kdnet_student_t1ce"
     assert not (student / "kd_components" / "tools").exists()
 
@@ -246,18 +247,7 @@ def test_zoo_unit_tests_pass_on_the_packaged_bundles(teacher_ckpt, student_ckpt,
     root holding the unzipped bundles in ``models/``, without kd_components installed."""
     root = tmp_path / "zoo"
     shutil.copytree(REPO / "zoo" / "ci", root / "ci", ignore=shutil.ignore_patterns("__pycache__"))
-    for zipped in (
-        package_bundle(BUNDLES["teacher"], tmp_path / "dist", ckpt=teacher_ckpt, torchscript=False),
-        package_bundle(
-            BUNDLES["student_kd"],
-            tmp_path / "dist",
-            ckpt=student_ckpt,
-            torchscript=False,
-            overrides={"init_filters": 8},
-        ),
-    ):
-        with zipfile.ZipFile(zipped) as z:
-            z.extractall(root / "models")
+    _unzip_both(teacher_ckpt, student_ckpt, tmp_path / "dist", root / "models")
     shipped = (root / "models" / "brats_kdnet_teacher" / "models" / "model.pt").read_bytes()
     for name in ("teacher", "student_t1ce"):
         res = _without_kd(root, f"ci/unit_tests/test_brats_kdnet_{name}.py")
