@@ -6,7 +6,8 @@
 #     scripts/gpu_bench.sh [OUTDIR]          # installs from wheels/ only, runs the benchmark, writes OUTDIR/benchmarks.md
 # The rows: the default and the fast pipeline at 128^3, batch 1 (paired), then the fast pipeline at 128^3 batch 2
 # and at the model zoo's crop 224x224x144, batch 1 and 2, each for the baseline, KD online and KD cached, on a
-# phantom of BraTS size (240x240x155).
+# phantom of BraTS size (240x240x155). BENCH_PARTS picks the parts to run (default "1 2 3"; part 1 is recorded in
+# docs/benchmarks.md already, so a later GPU session can run BENCH_PARTS="2 3" only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,9 +24,16 @@ WARM=${BENCH_WARMUP:-3}
 SMALL=${BENCH_CROP_SMALL:-128}
 LARGE=${BENCH_CROP_LARGE:-224x224x144}
 common=(--shape ${BENCH_SHAPE:-240 240 155} --cases 3 --iterations "$ITER" --warmup "$WARM" --sw-roi "$SMALL" --sw-shape ${BENCH_SW_SHAPE:-240 240 155})
-"$PY" -m kd_components.tools.bench --crops "$SMALL" --batch-sizes 1 --pipelines default fast "${common[@]}" \
-    --output "$OUTDIR/benchmarks_small_b1.md"
-"$PY" -m kd_components.tools.bench --crops "$SMALL" "$LARGE" --batch-sizes 2 --pipelines fast "${common[@]}" \
-    --output "$OUTDIR/benchmarks_b2.md"
-"$PY" -m kd_components.tools.bench --crops "$LARGE" --batch-sizes 1 --pipelines fast "${common[@]}" \
-    --output "$OUTDIR/benchmarks_large_b1.md"
+PARTS=" ${BENCH_PARTS:-1 2 3} "
+if [[ "$PARTS" == *" 1 "* ]]; then
+    "$PY" -m kd_components.tools.bench --crops "$SMALL" --batch-sizes 1 --pipelines default fast "${common[@]}" \
+        --output "$OUTDIR/benchmarks_small_b1.md"
+fi
+if [[ "$PARTS" == *" 2 "* ]]; then
+    "$PY" -m kd_components.tools.bench --crops "$SMALL" "$LARGE" --batch-sizes 2 --pipelines fast "${common[@]}" \
+        --output "$OUTDIR/benchmarks_b2.md"
+fi
+if [[ "$PARTS" == *" 3 "* ]]; then
+    "$PY" -m kd_components.tools.bench --crops "$LARGE" --batch-sizes 1 --pipelines fast "${common[@]}" \
+        --output "$OUTDIR/benchmarks_large_b1.md"
+fi

@@ -349,10 +349,16 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         f"{sw['teacher_one_window']:.2f} |",
         f"| faster: one {whole} window, overlap 0 | {sw['student_whole']:.2f} | {sw['teacher_whole']:.2f} |",
         "",
-        "One window per forward leaves the student's first convolution (1 input channel) on PyTorch's slow native "
-        "CPU path (oneDNN only above batch x channels x depth x height = 20480); the configs' `sw_batch_size` 2 "
-        "avoids it.",
-        "",
+        *(
+            [
+                "One window per forward leaves the student's first convolution (1 input channel) on PyTorch's slow "
+                "native CPU path (oneDNN only above batch x channels x depth x height = 20480); the configs' "
+                "`sw_batch_size` 2 avoids it.",
+                "",
+            ]
+            if kind == "cpu"
+            else []
+        ),
     ]
     return "\n".join(lines)
 
