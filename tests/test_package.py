@@ -151,12 +151,15 @@ def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
 
 
 #: ``python -c HIDE_KD MODULE ARGS...`` runs ``python -m MODULE ARGS...`` (or ``python SCRIPT.py ARGS...``) as in an
-#: environment where kd_components was never installed: the editable install's finder is removed, so only a
-#: ``kd_components`` on the path (the current folder, as for every model-zoo bundle with code) can be imported.
+#: environment where kd_components was never installed: the editable install's finder (or path entry) is removed, so
+#: only a ``kd_components`` in the current folder (as for every model-zoo bundle with code) can be imported.
 HIDE_KD = (
     "import os, runpy, sys\n"
     "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]\n"
     "sys.path[:] = [p for p in sys.path if not p.startswith('__editable__')]\n"
+    # an editable install that puts the checkout itself on the path instead of a finder
+    "sys.path[:] = [p for p in sys.path if p == '' or not os.path.isfile(os.path.join(p, 'kd_components', "
+    "'__init__.py'))]\n"
     "sys.argv = sys.argv[1:]\n"
     "if sys.argv[0].endswith('.py'):\n"
     "    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
