@@ -320,10 +320,28 @@ def test_package_student_writes_trained_modality(student_ckpt, tmp_path):
     for name in ("inference.json", "train.json"):
         cfg = json.loads((root / name).read_text())
         assert cfg["student_modality"] == "flair" and cfg["init_filters"] == 8
-    # the packaged training config parses on its own
+    # the packaged training config parses on its own; its teacher is the packaged teacher beside it
     parser = ConfigParser()
     parser.read_config(str(root / "train.json"))
     assert parser.get_parsed_content("student_channel") == 3
+    assert parser.get_parsed_content("teacher_ckpt") == "./../brats_kdnet_teacher/models/model.pt"
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"teacher_name": "my_teacher"}, "./../my_teacher/models/model.pt"),
+        ({"overrides": {"init_filters": 8, "teacher_ckpt": "/weights/t.pt"}}, "/weights/t.pt"),
+    ],
+)
+def test_package_student_teacher_beside_or_as_given(student_ckpt, tmp_path, kwargs, expected):
+    kwargs = {"overrides": {"init_filters": 8}, **kwargs}
+    out = package_bundle(BUNDLES["student_kd"], tmp_path, ckpt=student_ckpt, torchscript=False, **kwargs)
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path)
+    parser = ConfigParser()
+    parser.read_config(str(tmp_path / "brats_kdnet_student_t1ce" / "configs" / "train.json"))
+    assert parser.get_parsed_content("teacher_ckpt") == expected
 
 
 def test_ill_package_missing_model_pt(tmp_path):
