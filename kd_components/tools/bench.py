@@ -254,24 +254,21 @@ def _machine() -> dict:
     }
 
 
+def _paired(r: dict, results: list[dict], **changes) -> dict | None:
+    """The row of ``results`` with ``r``'s mode, pipeline, batch and crop, except ``changes``; None if not run."""
+    want = {k: v for k, v in {**r, **changes}.items() if k in ("mode", "pipeline", "batch", "crop")}
+    return next((x for x in results if all(x[k] == v for k, v in want.items())), None)
+
+
 def _verdicts(r: dict, results: list[dict], kind: str) -> str:
     """Targets that apply to one row, each with met / NOT met."""
-
-    def same(**kw):
-        found = [
-            x
-            for x in results
-            if all(x[k] == v for k, v in {**r, **kw}.items() if k in ("mode", "pipeline", "batch", "crop"))
-        ]
-        return found[0] if found else None
-
     out = []
-    base = same(mode="baseline")
+    base = _paired(r, results, mode="baseline")
     if kind == "cpu":
         if r["mode"] in CPU_TARGETS and base:
             t = CPU_TARGETS[r["mode"]]
             out.append(f"<= {t:.2f}x baseline: {'met' if r['iter_s'] / base['iter_s'] <= t else 'NOT met'}")
-        default = same(pipeline="default")
+        default = _paired(r, results, pipeline="default")
         if r["pipeline"] == "fast" and default:
             out.append(f"fast <= default: {'met' if r['iter_s'] <= default['iter_s'] else 'NOT met'}")
     else:
@@ -281,7 +278,7 @@ def _verdicts(r: dict, results: list[dict], kind: str) -> str:
             out.append(
                 f"<= 1.10x baseline: {'met' if r['iter_s'] <= GPU_TARGETS['kd_online'] * base['iter_s'] else 'NOT met'}"
             )
-        online = same(mode="kd_online")
+        online = _paired(r, results, mode="kd_online")
         if r["mode"] == "kd_cached" and online:
             out.append(f"<= KD online: {'met' if r['iter_s'] <= online['iter_s'] else 'NOT met'}")
     return "; ".join(out)
@@ -303,13 +300,8 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        base = [
-            x
-            for x in results
-            if x["mode"] == "baseline"
-            and (x["pipeline"], x["batch"], x["crop"]) == (r["pipeline"], r["batch"], r["crop"])
-        ]
-        ratio = f"{r['iter_s'] / base[0]['iter_s']:.2f}" if base else "-"
+        base = _paired(r, results, mode="baseline")
+        ratio = f"{r['iter_s'] / base['iter_s']:.2f}" if base else "-"
         gpu = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
         lines.append(
             f"| {r['mode']} | {r['pipeline']} | {_name(r['crop'])} | {r['batch']} | {r['iter_s']:.2f} "
@@ -365,17 +357,11 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
 
 def _cpu_pipelines(results: list[dict]) -> str:
     """The CPU's verdict on the two pipelines, from the paired rows of this run."""
-    pairs = []
-    for r in results:
-        if r["pipeline"] != "fast":
-            continue
-        default = [
-            x
-            for x in results
-            if x["pipeline"] == "default" and (x["mode"], x["batch"], x["crop"]) == (r["mode"], r["batch"], r["crop"])
-        ]
-        if default:
-            pairs.append(f"{r['mode']} {r['iter_s'] / default[0]['iter_s']:.2f}x")
+    pairs = [
+        f"{r['mode']} {r['iter_s'] / default['iter_s']:.2f}x"
+        for r in results
+        if r["pipeline"] == "fast" and (default := _paired(r, results, pipeline="default"))
+    ]
     return (
         "On CPU the fast pipeline's random transforms run in the loader's thread beside the network's threads on the "
         f"same cores; fast / default in this run: {', '.join(pairs) or 'not measured'} (repeated runs on this shared "

@@ -17,7 +17,6 @@ come back in ``engine.state.output``, where stock metrics (``ignite.metrics.Aver
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +37,6 @@ __all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
 
 #: the loss terms each iteration puts into ``engine.state.output`` beside ``loss``.
 TERMS = ("loss_seg", "loss_kd", "loss_feat")
-#: MONAI >= 1.6 ``SupervisedTrainer`` takes ``accumulation_steps``; 1.5 (MONAI Label's) does not, and ``_step``
-#: accumulates on its own either way.
-_PARENT_ACCUMULATES = "accumulation_steps" in inspect.signature(SupervisedTrainer.__init__).parameters
 
 
 def _cache_mismatch(logits_shape, other_shape, other: str) -> str:
@@ -144,11 +140,11 @@ class DistillationTrainer(SupervisedTrainer):
         channels = [int(student_channels)] if isinstance(student_channels, int) else [int(c) for c in student_channels]
         if not channels or min(channels) < 0 or max(channels) >= int(num_modalities):
             raise ValueError(f"student_channels {channels} must index a {num_modalities}-channel image.")
+        # kept here, not passed on: only ``_step`` accumulates (MONAI 1.6's parent uses it only in the ``_iteration``
+        # this class replaces, and MONAI 1.5's, MONAI Label's, takes no such argument)
         accumulation_steps = kwargs.pop("accumulation_steps", 1)
         if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}.")
-        if _PARENT_ACCUMULATES:
-            kwargs["accumulation_steps"] = accumulation_steps
         super().__init__(
             device=device,
             max_epochs=max_epochs,
