@@ -239,7 +239,7 @@ def _stages(
         teachers["teacher_long"] = {
             **p,
             "teacher_epochs": long_epochs,
-            "teacher_val_interval": max(1, long_epochs // 2),
+            "teacher_val_interval": args.val_interval or max(1, long_epochs // 2),
         }
     first_wave = [teacher_stages(output / t, tp, common, train_common, args.split) for t, tp in teachers.items()]
     groups, group_variants = [], []
@@ -291,21 +291,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the demo's)")
     ap.add_argument("--long-teacher-factor", type=int, default=3, help="the long teacher trains this many times longer")
     ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default: the demo's)")
+    ap.add_argument(
+        "--val-interval", type=int, default=None, help="validate every N epochs (default: at half and at the end)"
+    )
+    ap.add_argument("--val-fraction", type=float, default=None, help="phantom validation fraction (default: demo's)")
+    ap.add_argument("--test-fraction", type=float, default=None, help="phantom test fraction (default: the demo's)")
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
     ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
     ap.add_argument(
         "--summarise-only", action="store_true", help="run nothing: tabulate the evaluations already under --output"
     )
     args = ap.parse_args(argv)
-    check_counts(args, ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor"))
+    check_counts(
+        args, ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor", "val_interval")
+    )
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: give a fraction between 0 and 1.")
     variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         raise InputError(f"--data-dir '{data_dir}' does not exist: give a folder of BraTS case folders.")
-    p = sizes(args.quick, args.teacher_epochs, args.student_epochs)
+    p = sizes(args.quick, args.teacher_epochs, args.student_epochs, args.val_interval)
     if args.num_cases:
         p["num_cases"] = args.num_cases
+    for name in ("val_fraction", "test_fraction"):
+        if getattr(args, name) is not None:
+            p[name] = getattr(args, name)
     output.mkdir(parents=True, exist_ok=True)
     t0, failed = time.time(), []
     if not args.summarise_only:

@@ -106,13 +106,18 @@ def _bundle_cmd(run_id: str, configs: list[Path], **overrides) -> list[str]:
     return cmd
 
 
-def sizes(quick: bool = False, teacher_epochs: int | None = None, student_epochs: int | None = None) -> dict:
-    """The run sizes of a profile, with validation at half and at the end of each training."""
+def sizes(
+    quick: bool = False,
+    teacher_epochs: int | None = None,
+    student_epochs: int | None = None,
+    val_interval: int | None = None,
+) -> dict:
+    """The run sizes of a profile, with validation every ``val_interval`` epochs (default: at half and at the end)."""
     p = dict(PROFILES["quick" if quick else "default"])
     p["teacher_epochs"] = teacher_epochs or p["teacher_epochs"]
     p["student_epochs"] = student_epochs or p["student_epochs"]
-    p["teacher_val_interval"] = max(1, p["teacher_epochs"] // 2)
-    p["student_val_interval"] = max(1, p["student_epochs"] // 2)
+    p["teacher_val_interval"] = val_interval or max(1, p["teacher_epochs"] // 2)
+    p["student_val_interval"] = val_interval or max(1, p["student_epochs"] // 2)
     return p
 
 

@@ -34,11 +34,12 @@ REGION_METRICS = {"ET": "val_dice_et", "TC": "val_dice_tc", "WT": "val_dice_wt"}
 
 
 class ValidationRecord:
-    """Writes ``<save_dir>/validation.json`` after each validation: ``{"last": {...}, "best": {...}}``.
+    """Writes ``<save_dir>/validation.json`` after each validation: ``{"last": {...}, "best": {...}, "history": [...]}``.
 
     Each entry holds the epoch and every scalar metric of the evaluator (``val_mean_dice``, ``val_dice_tc`` ...);
     ``best`` is the validation whose key metric was best so far, i.e. the weights the key-metric checkpoint
-    (``model.pt``) holds. The file is written atomically.
+    (``model.pt``) holds; ``history`` is every validation of this process's run in order (the learning curve; a
+    resumed run starts a new one). The file is written atomically.
 
     Args:
         save_dir: the folder of the checkpoints (``ckpt_dir``).
@@ -55,6 +56,7 @@ class ValidationRecord:
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
         entry = {"epoch": int(engine.state.epoch), **metrics}
         self.record["last"] = entry
+        self.record.setdefault("history", []).append(entry)
         best_epoch = getattr(engine.state, "best_metric_epoch", -1)
         if best_epoch == engine.state.epoch or "best" not in self.record:
             self.record["best"] = entry
