@@ -34,7 +34,7 @@ REGION_METRICS = {"ET": "val_dice_et", "TC": "val_dice_tc", "WT": "val_dice_wt"}
 
 
 class ValidationRecord:
-    """Writes ``<save_dir>/validation.json`` after each validation: ``{"last": {...}, "best": {...}, "history": [...]}``.
+    """Writes ``<save_dir>/validation.json`` after each validation: ``{"last", "best", "history"}``.
 
     Each entry holds the epoch and every scalar metric of the evaluator (``val_mean_dice``, ``val_dice_tc`` ...);
     ``best`` is the validation whose key metric was best so far, i.e. the weights the key-metric checkpoint
