@@ -82,10 +82,15 @@ TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_te
 DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher",)]
 
 
-def _run_pool(groups: list[list[Stage]], jobs: int, log_dir: Path, force: bool) -> list[str]:
-    """Run each group of stages in order, ``jobs`` groups at a time; returns the names of failed stages."""
+def _run_pool(
+    groups: list[list[Stage]], jobs: int, log_dir: Path, force: bool, threads: int | None = None
+) -> list[str]:
+    """Run each group of stages in order, ``jobs`` groups at a time; returns the names of failed stages.
+
+    Each stage gets ``threads`` CPU threads (default: the cores shared out between the jobs).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = stage_env(OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
+    env = stage_env(OMP_NUM_THREADS=str(threads or max(1, (os.cpu_count() or 2) // jobs)))
     failed: list[str] = []
 
     def run_group(group: list[Stage]) -> None:
@@ -242,6 +247,8 @@ def _stages(
             "teacher_val_interval": args.val_interval or max(1, long_epochs // 2),
         }
     first_wave = [teacher_stages(output / t, tp, common, train_common, args.split) for t, tp in teachers.items()]
+    if args.stages == "baselines" or not any(VARIANTS[v] is not None for v in variants):
+        first_wave = []  # no distilled student asked here: no teacher to train
     groups, group_variants = [], []
     for v in variants:
         teacher = output / TEACHER_VARIANTS.get(v, "teacher") / "models" / "model.pt"
@@ -266,11 +273,21 @@ def _stages(
                     )
                 )
                 group_variants.append(v)
-    # the teachers and the baselines (which need no teacher) first, side by side; then the distilled students
-    first_wave += [g for g, v in zip(groups, group_variants) if VARIANTS[v] is None]
-    failed = _run_pool(first_wave, args.jobs, output / "logs", args.force)
+    # the teachers and the baselines (which need no teacher) first, side by side; then the distilled students.
+    # --stages runs a part only, so that two invocations can share the cores (e.g. teachers + distilled in one,
+    # baselines in the other), each stage writing only its own folder
+    baselines = [g for g, v in zip(groups, group_variants) if VARIANTS[v] is None]
     rest = [g for g, v in zip(groups, group_variants) if VARIANTS[v] is not None]
-    return failed + _run_pool(rest, args.jobs, output / "logs", args.force)
+    waves = {
+        "all": [first_wave + baselines, rest],
+        "teachers": [first_wave],
+        "baselines": [baselines],
+        "distilled": [rest],
+    }[args.stages]
+    failed = []
+    for wave in waves:
+        failed += _run_pool(wave, args.jobs, output / "logs", args.force, args.threads)
+    return failed
 
 
 @command
@@ -296,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--val-fraction", type=float, default=None, help="phantom validation fraction (default: demo's)")
     ap.add_argument("--test-fraction", type=float, default=None, help="phantom test fraction (default: the demo's)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads per stage (default: cores / jobs)")
+    ap.add_argument(
+        "--stages",
+        default="all",
+        choices=("all", "teachers", "baselines", "distilled"),
+        help="run a part only (default all): the teachers, the baselines, or the distilled students",
+    )
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
     ap.add_argument("--force", action="store_true", help="redo every stage even if its outputs exist")
     ap.add_argument(
@@ -303,7 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     check_counts(
-        args, ("seeds", "jobs", "num_cases", "teacher_epochs", "student_epochs", "long_teacher_factor", "val_interval")
+        args,
+        (
+            "seeds",
+            "jobs",
+            "num_cases",
+            "teacher_epochs",
+            "student_epochs",
+            "long_teacher_factor",
+            "val_interval",
+            "threads",
+        ),
     )
     for name in ("val_fraction", "test_fraction"):
         value = getattr(args, name)
