@@ -425,23 +425,37 @@ class DistillationLoss(nn.Module):
         teacher_logits: torch.Tensor | None = None,
         teacher_features: torch.Tensor | None = None,
         student_features: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         Args:
             pred: student logits, BNHWD.
-            target: label regions, BNHWD.
+            target: label regions, BNHWD (all background where the label is withheld).
             teacher_logits: teacher logits, BNHWD (needed when ``kd_weight > 0``).
             teacher_features: teacher feature map, BCHWD (needed when ``feature_weight > 0``).
             student_features: student feature map mapped to the teacher's width, BCHWD (idem).
+            labelled: B booleans, False where the item's label is withheld: the supervised term is computed on the
+                labelled items only (0 when there are none) and the teacher terms on all. None: all labelled.
 
         Returns:
             ``{"loss": total, "loss_seg": .., "loss_kd": .., "loss_feat": ..}``; terms that are off are 0. Only
             ``loss`` carries gradients to use; the terms are for logging.
 
         Raises:
-            ValueError: a weighted term whose inputs are missing, or inputs of different shapes (both printed).
+            ValueError: a weighted term whose inputs are missing, or inputs of different shapes (both printed);
+                withheld labels without a teacher term to learn from them.
         """
-        seg = self.seg_loss(pred, target)
+        if labelled is not None and not bool(torch.as_tensor(labelled).all()):
+            keep = torch.as_tensor(labelled, dtype=torch.bool, device=pred.device).reshape(-1)
+            if keep.numel() != pred.shape[0]:
+                raise ValueError(
+                    f"labelled has {keep.numel()} flags for a batch of {pred.shape[0]} (pred {tuple(pred.shape)})."
+                )
+            if not self.needs_teacher:
+                raise ValueError("items with withheld labels need a teacher term (kd_weight or feature_weight > 0).")
+            seg = self.seg_loss(pred[keep], target[keep]) if keep.any() else pred.new_zeros(())
+        else:
+            seg = self.seg_loss(pred, target)
         total: Any = self.seg_weight * seg
         zero = seg.new_zeros(())
         kd, feat = zero, zero

@@ -9,6 +9,7 @@ Regions, channel order as in model-zoo ``brats_mri_segmentation``: TC = {1, ET},
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping
 
 import torch
@@ -20,6 +21,7 @@ from kd_components.brats import ET_LABEL, LABEL_VALUES
 
 __all__ = [
     "ToDeviceUncachedd",
+    "WithheldLabeld",
     "BratsLabelToRegionsd",
     "RegionsToBratsLabeld",
     "labels_to_regions",
@@ -155,6 +157,53 @@ class RegionsToBratsLabeld(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = regions_to_labels(d[key], self.convention)
+        return d
+
+
+class WithheldLabeld(MapTransform):
+    """Dictionary transform: an item whose label is withheld (``labelled: False``) gets an all-background label.
+
+    Placed right after ``LoadImaged`` (which must allow the missing label), so items with and without labels go
+    through the same crops and batches; every item leaves with ``labelled`` set, which the trainer passes to the
+    loss so that the supervised term skips the withheld ones (they count through the teacher's outputs only). An
+    item without a label that is not marked ``labelled: False`` is refused: a label that went missing by mistake
+    never becomes a silent "no tumour".
+
+    The crop sampler finds no foreground in a withheld label and samples its crop centres from the image instead;
+    MONAI warns about that on every such crop, so that one warning is silenced.
+
+    Args:
+        keys: the label key(s).
+        ref_key: the image key whose grid the empty label takes.
+        flag_key: the item key that marks a withheld label.
+
+    Raises:
+        ValueError: at call, an item without its label that is not marked as withheld.
+    """
+
+    def __init__(self, keys: KeysCollection = "label", ref_key: str = "image", flag_key: str = "labelled"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.ref_key, self.flag_key = ref_key, flag_key
+        warnings.filterwarnings("ignore", message=r"Num foregrounds 0, Num backgrounds", category=UserWarning)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        withheld = d.get(self.flag_key, True) is False or str(d.get(self.flag_key)).lower() in ("false", "0")
+        for key in self.keys:
+            if withheld:
+                ref = d[self.ref_key]
+                empty = torch.zeros((1, *ref.shape[1:]), dtype=torch.uint8)
+                d[key] = (
+                    MetaTensor(empty, meta=dict(getattr(ref, "meta", {}) or {}))
+                    if isinstance(ref, MetaTensor)
+                    else empty
+                )
+            elif key not in d:
+                raise ValueError(
+                    f"case '{d.get('case', '?')}' has no '{key}' and is not marked '{self.flag_key}: false': give its "
+                    f"label, or list it under the datalist's unlabelled split."
+                )
+        d[self.flag_key] = not withheld
         return d
 
 

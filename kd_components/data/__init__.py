@@ -12,6 +12,7 @@ from kd_components.data.datalist import (
     check_entry,
     find_cases,
     load_datalist,
+    load_training_items,
     read_split_file,
     write_datalist,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "check_entry",
     "find_cases",
     "load_datalist",
+    "load_training_items",
     "make_phantom_case",
     "read_split_file",
     "stack_case",

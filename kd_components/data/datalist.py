@@ -386,3 +386,52 @@ def _join(item: dict, base: Path) -> dict:
                 [str(base / p) for p in v] if isinstance(v, Sequence) and not isinstance(v, str) else str(base / v)
             )
     return out
+
+
+#: the item key that marks whether a training item's label may be used (``False``: withheld, teacher only).
+LABELLED_KEY = "labelled"
+
+
+def _case_keys(item: dict) -> set[str]:
+    """What identifies a case: its name and the resolved paths of its images."""
+    images = item.get("image")
+    images = [images] if isinstance(images, str) else list(images or [])
+    keys = {f"case:{item['case']}"} if item.get("case") else set()
+    return keys | {f"file:{Path(p).resolve()}" for p in images}
+
+
+def load_training_items(
+    data_list_file_path: str | os.PathLike,
+    base_dir: str | os.PathLike,
+    unlabelled_split: str | None = None,
+    n_channels: int = 4,
+    missing_ok: bool = True,
+) -> list[dict]:
+    """The training items of a bundle: the ``training`` split, plus the cases of ``unlabelled_split`` with their
+    labels withheld.
+
+    Items of ``unlabelled_split`` (e.g. ``"training_unlabelled"``) lose their ``label`` (whether the datalist gives
+    one or not) and carry ``labelled: False``: the student learns from them only through the teacher's outputs,
+    which is where a teacher adds information that a label-only baseline cannot have. With ``unlabelled_split``
+    None the items are exactly those of :func:`load_datalist` (no ``labelled`` key).
+
+    Args:
+        data_list_file_path, base_dir, n_channels, missing_ok: as :func:`load_datalist` (for ``training``).
+        unlabelled_split: datalist key of the cases used without their labels; None for none.
+
+    Raises:
+        InputError: as :func:`load_datalist`; a case (by name or by an image file) in both splits.
+    """
+    items = load_datalist(data_list_file_path, "training", base_dir, n_channels, missing_ok=missing_ok)
+    if not unlabelled_split:
+        return items
+    extra = load_datalist(data_list_file_path, str(unlabelled_split), base_dir, n_channels)
+    seen = {k: item.get("case", "?") for item in items for k in _case_keys(item)}
+    both = sorted({str(seen[k]) for item in extra for k in _case_keys(item) if k in seen})
+    if both:
+        raise InputError(
+            f"datalist '{data_list_file_path}': case(s) {', '.join(both)} are in both 'training' and "
+            f"'{unlabelled_split}': a case is either labelled or not; remove it from one of the two splits."
+        )
+    withheld = [{**{k: v for k, v in item.items() if k != "label"}, LABELLED_KEY: False} for item in extra]
+    return [{**item, LABELLED_KEY: True} for item in items] + withheld

@@ -76,10 +76,37 @@ VARIANTS: dict[str, dict | None] = {
     "class_kl": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
     "voxel_mean_long_teacher": _VOXEL_MEAN,
     "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
+    # the training cases left out by --labelled-fraction, used without their labels (teacher outputs only)
+    "voxel_mean_unlabelled": {**_VOXEL_MEAN, "unlabelled_split": "training_unlabelled"},
 }
 #: variants distilled from the teacher trained ``--long-teacher-factor`` times longer.
 TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_teacher": "teacher_long"}
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher",)]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher", "voxel_mean_unlabelled")]
+#: the datalist split of the training cases whose labels ``--labelled-fraction`` withholds.
+UNLABELLED_SPLIT = "training_unlabelled"
+
+
+def labelled_subset(datalist: Path, fraction: float, output: Path) -> Path:
+    """A copy of ``datalist`` whose training split keeps the first ``fraction`` of its cases (at least one); the
+    others move to ``training_unlabelled`` (labels withheld: only a distilled student with ``unlabelled_split``
+    uses them, through the teacher). Validation and test are unchanged. The datalist's training order is already
+    a seeded shuffle (``kd_components.data datalist``), so the first cases are a random subset."""
+    content = json.loads(datalist.read_text())
+    training = list(content["training"])
+    k = max(1, round(fraction * len(training)))
+    content["training"], content[UNLABELLED_SPLIT] = training[:k], training[k:]
+    out = output / f"datalist_labelled{fraction:g}.json"
+    atomic_write_text(out, json.dumps(content, indent=4) + "\n")
+    return out
+
+
+def _student_sizes(p: dict, steps: int | None, n_items: int) -> dict:
+    """``p`` with the student's epochs set from a step budget (``steps`` None: as given): the same number of
+    optimizer steps whatever the number of training items, with about 14 validations per run."""
+    if not steps:
+        return p
+    epochs = max(1, math.ceil(steps / max(1, n_items)))
+    return {**p, "student_epochs": epochs, "student_val_interval": max(1, epochs // 14)}
 
 
 def _run_pool(
@@ -178,7 +205,17 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
         "",
         f"Data: {info['data']}; {info['n_cases']} {split} case(s) scored per model; seeds {info['seeds']}; teacher "
         f"{info['teacher_epochs']} epochs (long teacher {info['long_teacher_epochs']}), students "
-        f"{info['student_epochs']} epochs; crops {info['roi']}.",
+        + (
+            f"{info['student_steps']} optimizer steps each"
+            if info.get("student_steps")
+            else f"{info['student_epochs']} epochs"
+        )
+        + (
+            f"; students see the labels of {info['labelled_fraction']:g} of the training cases"
+            if info.get("labelled_fraction", 1) < 1
+            else ""
+        )
+        + f"; crops {info['roi']}.",
         "",
         "Δ = variant − baseline Dice, paired by case (each case's difference averaged over seeds), 95% t-interval",
         "over cases. Summary over the (modality, region) pairs: mean Δ, pairs with the interval above zero (↑) and",
@@ -238,6 +275,14 @@ def _stages(
     if _run_pool([[first]], 1, output / "logs", args.force):
         raise SystemExit("error: the data stage failed (log in the logs folder).")
     common, train_common = common_overrides(data_dir, datalist, p)
+    # the teacher always learns from every labelled training case; the students may see fewer labels
+    s_common, s_train_common = common, train_common
+    n_training = len(json.loads(datalist.read_text()).get("training", []))
+    n_labelled = n_training
+    if args.labelled_fraction < 1:
+        subset = labelled_subset(datalist, args.labelled_fraction, output)
+        s_common, s_train_common = common_overrides(data_dir, subset, p)
+        n_labelled = len(json.loads(subset.read_text())["training"])
     teachers = {"teacher": p}
     if any(v in TEACHER_VARIANTS for v in variants):
         long_epochs = p["teacher_epochs"] * args.long_teacher_factor
@@ -257,6 +302,7 @@ def _stages(
                 overrides = dict(VARIANTS[v] or {})
                 if VARIANTS[v] is not None:  # the quality gate: the teacher beside this seed's baseline
                     overrides["baseline_validation"] = output / "baseline" / m / f"seed{seed}" / "models"
+                n_items = n_training if "unlabelled_split" in overrides else n_labelled
                 groups.append(
                     student_stages(
                         output / v / m / f"seed{seed}",
@@ -265,9 +311,9 @@ def _stages(
                         seed,
                         VARIANTS[v] is None,
                         teacher,
-                        p,
-                        common,
-                        train_common,
+                        _student_sizes(p, args.student_steps, n_items),
+                        s_common,
+                        s_train_common,
                         args.split,
                         overrides,
                     )
@@ -313,6 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--val-fraction", type=float, default=None, help="phantom validation fraction (default: demo's)")
     ap.add_argument("--test-fraction", type=float, default=None, help="phantom test fraction (default: the demo's)")
+    ap.add_argument(
+        "--student-steps",
+        type=int,
+        default=None,
+        help="train each student for this many optimizer steps (epochs from its number of training items)",
+    )
+    ap.add_argument(
+        "--labelled-fraction",
+        type=float,
+        default=1.0,
+        help="students see the labels of this fraction of the training cases (default 1); the others go to the "
+        "datalist's training_unlabelled split, which variant voxel_mean_unlabelled learns from through the teacher",
+    )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per stage (default: cores / jobs)")
     ap.add_argument(
         "--stages",
@@ -337,12 +396,19 @@ def main(argv: list[str] | None = None) -> int:
             "long_teacher_factor",
             "val_interval",
             "threads",
+            "student_steps",
         ),
     )
     for name in ("val_fraction", "test_fraction"):
         value = getattr(args, name)
         if value is not None and not 0 < value < 1:
             raise InputError(f"--{name.replace('_', '-')} {value}: give a fraction between 0 and 1.")
+    if not 0 < args.labelled_fraction <= 1:
+        raise InputError(f"--labelled-fraction {args.labelled_fraction}: give a fraction in (0, 1].")
+    if "voxel_mean_unlabelled" in args.variants and args.labelled_fraction == 1:
+        raise InputError(
+            "--variants voxel_mean_unlabelled needs --labelled-fraction below 1 (it learns from the cases left out)."
+        )
     variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
@@ -370,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         "teacher_epochs": p["teacher_epochs"],
         "long_teacher_epochs": p["teacher_epochs"] * args.long_teacher_factor,
         "student_epochs": p["student_epochs"],
+        "student_steps": args.student_steps,
+        "labelled_fraction": args.labelled_fraction,
         "roi": "x".join(map(str, p["roi"])),
     }
     command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])

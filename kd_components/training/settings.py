@@ -28,13 +28,15 @@ def check_distillation_settings(
     kd_balanced: bool = True,
     cached_logits_key: str | None = None,
     kd_channel_weights: list[float] | None = None,
+    unlabelled_split: str | None = None,
 ) -> None:
     """Refuse distillation settings the loss could not use, naming the override to change.
 
     Raises:
         InputError: a negative or non-numeric weight, a temperature <= 0, an unknown region or distance, a
             ``kd_balanced`` that is not a boolean, the feature term with cached teacher logits (they hold no
-            features).
+            features), cases with withheld labels (``unlabelled_split``) without a teacher term or with cached
+            logits (the cache holds the labelled training split only).
     """
     for name, value in (("seg_weight", seg_weight), ("kd_weight", kd_weight), ("feature_weight", feature_weight)):
         try:
@@ -65,6 +67,17 @@ def check_distillation_settings(
             raise InputError(
                 f"--kd_channel_weights {kd_channel_weights!r}: give one weight >= 0 per region "
                 f"({', '.join(brats.REGIONS)}), not all zero, e.g. [1, 0.5, 1]; or null for equal weights."
+            )
+    if unlabelled_split is not None:
+        if float(kd_weight) == 0 and float(feature_weight) == 0:
+            raise InputError(
+                f"--unlabelled_split {unlabelled_split!r}: cases without labels are learnt from the teacher only, but "
+                f"kd_weight = feature_weight = 0 (the baseline): set --unlabelled_split null, or give a teacher term."
+            )
+        if cached_logits_key is not None:
+            raise InputError(
+                f"--unlabelled_split {unlabelled_split!r} with cached teacher logits: the cache holds the training "
+                f"split only; distil online (drop configs/cached_teacher.json) to use unlabelled cases."
             )
     if cached_logits_key is not None and float(feature_weight) > 0:
         raise InputError(

@@ -28,6 +28,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
+from kd_components.data.datalist import LABELLED_KEY
 from kd_components.errors import InputError
 from kd_components.losses import DistillationLoss
 from kd_components.networks import FeatureHook, main_output
@@ -274,6 +275,16 @@ class DistillationTrainer(SupervisedTrainer):
         image, targets = batch[0], batch[1]
         args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
         check_modalities(image, self.num_modalities)
+        labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None
+        if (
+            labelled is not None
+            and not bool(torch.as_tensor(labelled).all())
+            and not engine.loss_function.needs_teacher
+        ):
+            raise InputError(
+                "the batch holds cases whose labels are withheld (the datalist's unlabelled split) but no teacher term "
+                "has weight: they can only be learnt from the teacher; set --unlabelled_split null for the baseline."
+            )
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
         inputs = image[:, self.student_channels]
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
@@ -285,7 +296,9 @@ class DistillationTrainer(SupervisedTrainer):
             if self.cached_logits_key is not None and teacher_logits.shape != main_output(pred).shape:
                 raise InputError(_cache_mismatch(teacher_logits.shape, main_output(pred).shape, "the student's output"))
             student_features = self._adapt(self.student_hook.pop()) if self.student_hook is not None else None
-            terms = engine.loss_function(main_output(pred), targets, teacher_logits, teacher_features, student_features)
+            terms = engine.loss_function(
+                main_output(pred), targets, teacher_logits, teacher_features, student_features, labelled
+            )
             engine.state.output.update({k: terms[k] for k in TERMS})
             engine.state.output[Keys.LOSS] = terms[Keys.LOSS].mean()
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
