@@ -85,3 +85,19 @@ def test_a_variant_cut_short_is_not_ranked():
     table = ablation.summarise(results, ["t1", "t2"])
     assert table["cut_short"]["summary"]["pairs"] == 3 and table["complete"]["summary"]["pairs"] == 6
     assert ablation.rank_variants(table) == ["complete"]
+
+
+def test_labelled_subset_moves_the_rest_to_the_unlabelled_split(tmp_path):
+    from kd_components.tools.ablation import UNLABELLED_SPLIT, _student_sizes, labelled_subset
+
+    datalist = tmp_path / "datalist.json"
+    cases = [{"case": f"c{i}"} for i in range(8)]
+    datalist.write_text(json.dumps({"training": cases, "validation": [{"case": "v"}], "test": [{"case": "t"}]}))
+    subset = json.loads(labelled_subset(datalist, 0.25, tmp_path).read_text())
+    assert [c["case"] for c in subset["training"]] == ["c0", "c1"]
+    assert [c["case"] for c in subset[UNLABELLED_SPLIT]] == [f"c{i}" for i in range(2, 8)]
+    assert subset["validation"] == [{"case": "v"}] and subset["test"] == [{"case": "t"}]
+    assert len(json.loads(labelled_subset(datalist, 0.01, tmp_path).read_text())["training"]) == 1
+    p = {"student_epochs": 4, "student_val_interval": 2}
+    assert _student_sizes(p, 616, 6) == {"student_epochs": 103, "student_val_interval": 7}
+    assert _student_sizes(p, 616, 22)["student_epochs"] == 28 and _student_sizes(p, None, 6) == p

@@ -6,7 +6,7 @@ import logging
 import pytest
 from ignite.engine import Engine
 
-from kd_components.training.quality import ValidationRecord, read_validation_record, teacher_quality_gate
+from kd_components.training.quality import ValidationRecord, collapsed, read_validation_record, teacher_quality_gate
 
 
 def _validate(record: ValidationRecord, epoch: int, best_epoch: int, dice: dict) -> None:
@@ -54,3 +54,41 @@ def test_gate_without_records_or_teacher_terms(tmp_path, caplog):
     teacher = _record(tmp_path / "teacher", tc=0.1, wt=0.1, et=0.1)
     assert teacher_quality_gate(teacher / "model.pt", None) == []  # no baseline: logged, nothing to compare
     assert teacher_quality_gate(teacher / "model.pt", _record(tmp_path / "b", 0.9, 0.9, 0.9), required=False) == []
+
+
+def test_record_keeps_the_history_of_every_validation(tmp_path):
+    record = ValidationRecord(tmp_path)
+    for epoch, d in ((2, 0.2), (4, 0.5), (6, 0.4)):
+        _validate(record, epoch, 4, {"tc": d, "wt": d, "et": d})
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert [h["epoch"] for h in saved["history"]] == [2, 4, 6]
+    assert [h["val_dice_tc"] for h in saved["history"]] == pytest.approx([0.2, 0.5, 0.4])
+    assert "collapsed" not in saved, "0.4 of a best of 0.5 is no collapse"
+
+
+@pytest.mark.parametrize(
+    "dice, collapsed_at",
+    [
+        ([0.6, 0.7, 0.34, 0.0], 6),  # below half the best (0.35) at epoch 6: recorded once, the first time
+        ([0.6, 0.7, 0.36, 0.36], None),  # just above half
+        ([0.05, 0.08, 0.0, 0.0], None),  # never learnt (best < 0.1): not a collapse
+    ],
+)
+def test_collapse_is_warned_once_and_recorded(tmp_path, caplog, dice, collapsed_at):
+    record = ValidationRecord(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="kd_components.quality"):
+        for i, d in enumerate(dice):
+            _validate(record, 2 * (i + 1), 2, {"tc": d, "wt": d, "et": d})
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    warnings = [r for r in caplog.records if "collapse" in r.getMessage()]
+    if collapsed_at is None:
+        assert "collapsed" not in saved and not warnings
+    else:
+        assert saved["collapsed"]["epoch"] == collapsed_at and saved["collapsed"]["best"] == pytest.approx(0.7)
+        assert len(warnings) == 1 and "lower --kd_weight" in warnings[0].getMessage()
+        assert collapsed(tmp_path) == saved["collapsed"]
+
+
+def test_ill_collapse_fraction(tmp_path):
+    with pytest.raises(ValueError, match="collapse_fraction must be in"):
+        ValidationRecord(tmp_path, collapse_fraction=1.5)

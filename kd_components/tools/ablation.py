@@ -44,6 +44,7 @@ from kd_components.tools.demo import (
     teacher_stages,
 )
 from kd_components.tools.report import REGION_ORDER, paired_difference
+from kd_components.training.quality import collapsed
 
 __all__ = ["VARIANTS", "TEACHER_VARIANTS", "rank_variants", "summarise", "main"]
 
@@ -138,11 +139,20 @@ def _run_pool(
     return failed
 
 
-def _evaluations(root: Path, split: str) -> list[dict]:
-    """The per-case rows of each seed's evaluation under ``root/<seed folder>/<split>``."""
+def _evaluations(root: Path, split: str, left_out: list[str] | None = None) -> list[dict]:
+    """The per-case rows of each seed's evaluation under ``root/<seed folder>/<split>``.
+
+    A run whose validation record says it collapsed is left out (its folder appended to ``left_out``): its Dice
+    fell while its loss fell, and its numbers are not a result of the settings it names.
+    """
     out = []
     for per_case in sorted(root.glob(f"seed*/{split}/metrics_per_case.csv")):
-        out.append({"seed": int(per_case.parent.parent.name[4:]), "rows": read_per_case(per_case)})
+        run = per_case.parent.parent
+        if collapsed(run / "models") is not None:
+            if left_out is not None:
+                left_out.append(str(run))
+            continue
+        out.append({"seed": int(run.name[4:]), "rows": read_per_case(per_case)})
     return out
 
 
@@ -256,6 +266,13 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     if ranked:
         lines += ["", f"First by the rule: **{ranked[0]}**."]
+    if info.get("collapsed"):
+        lines += [
+            "",
+            "Left out, collapsed (validation Dice fell below half its best while training went on): "
+            + ", ".join(f"`{r}`" for r in info["collapsed"])
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -424,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     t0, failed = time.time(), []
     if not args.summarise_only:
         failed = _stages(args, p, output, data_dir, variants, modalities)
-    results = {v: {m: _evaluations(output / v / m, args.split) for m in modalities} for v in variants}
+    left_out: list[str] = []
+    results = {v: {m: _evaluations(output / v / m, args.split, left_out) for m in modalities} for v in variants}
+    info_collapsed = sorted(left_out)
     table = summarise(results, modalities)
     n_cases = max((len(e["rows"]) for by in results.values() for es in by.values() for e in es), default=0)
     info = {
@@ -439,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "student_steps": args.student_steps,
         "labelled_fraction": args.labelled_fraction,
         "roi": "x".join(map(str, p["roi"])),
+        "collapsed": info_collapsed,
     }
     command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
     atomic_write_text(

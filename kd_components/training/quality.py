@@ -23,7 +23,14 @@ from ignite.engine import Engine, Events
 
 from kd_components.files import atomic_write_text
 
-__all__ = ["RECORD_NAME", "REGION_METRICS", "ValidationRecord", "read_validation_record", "teacher_quality_gate"]
+__all__ = [
+    "RECORD_NAME",
+    "REGION_METRICS",
+    "ValidationRecord",
+    "collapsed",
+    "read_validation_record",
+    "teacher_quality_gate",
+]
 
 logger = logging.getLogger("kd_components.quality")
 
@@ -41,13 +48,36 @@ class ValidationRecord:
     (``model.pt``) holds; ``history`` is every validation of this process's run in order (the learning curve; a
     resumed run starts a new one). The file is written atomically.
 
+    It also guards against a silent collapse: when the key metric (``val_mean_dice``) falls below
+    ``collapse_fraction`` of the best it reached (once that best is at least ``collapse_min_best``), it logs one
+    warning line and writes ``collapsed`` into the record (the first such validation; it stays). A run whose loss
+    keeps falling while its Dice falls to 0 is the signature of a teacher term that swamps the supervised one (e.g.
+    sigmoid KD at ``kd_weight * T^2 = 10``): the student fits the teacher's softened maps, whose values sit below
+    the 0.5 threshold wherever the student cannot tell tumour from background. ``model.pt`` still holds the best
+    weights; the ablation and study tables leave collapsed runs out and name them.
+
     Args:
         save_dir: the folder of the checkpoints (``ckpt_dir``).
+        key_metric: the validation metric watched for a collapse.
+        collapse_fraction: a validation below this fraction of the best counts as a collapse (0 switches it off).
+        collapse_min_best: the best must have reached this before a fall counts (a run that never learnt is not a
+            collapse).
     """
 
-    def __init__(self, save_dir: str | os.PathLike):
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        key_metric: str = "val_mean_dice",
+        collapse_fraction: float = 0.5,
+        collapse_min_best: float = 0.1,
+    ):
+        if not 0 <= float(collapse_fraction) < 1:
+            raise ValueError(f"collapse_fraction must be in [0, 1), got {collapse_fraction}.")
         self.path = Path(save_dir) / RECORD_NAME
         self.record: dict = {}
+        self.key_metric = key_metric
+        self.collapse_fraction, self.collapse_min_best = float(collapse_fraction), float(collapse_min_best)
+        self.best_value = -math.inf
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -60,7 +90,37 @@ class ValidationRecord:
         best_epoch = getattr(engine.state, "best_metric_epoch", -1)
         if best_epoch == engine.state.epoch or "best" not in self.record:
             self.record["best"] = entry
+        self._check_collapse(entry)
         atomic_write_text(self.path, json.dumps(self.record, indent=4) + "\n")
+
+    def _check_collapse(self, entry: dict) -> None:
+        value = entry.get(self.key_metric)
+        if not isinstance(value, float) or math.isnan(value):
+            return
+        if (
+            "collapsed" not in self.record
+            and self.collapse_fraction > 0
+            and self.best_value >= self.collapse_min_best
+            and value < self.collapse_fraction * self.best_value
+        ):
+            self.record["collapsed"] = {"epoch": entry["epoch"], self.key_metric: value, "best": self.best_value}
+            logger.warning(
+                f"collapse: validation {self.key_metric} fell to {value:.3f} at epoch {entry['epoch']} from its best "
+                f"{self.best_value:.3f}; a teacher term that swamps the supervised one does this while the loss "
+                f"still falls: lower --kd_weight (or --kd_temperature); model.pt keeps the best weights"
+            )
+        self.best_value = max(self.best_value, value)
+
+
+def collapsed(path: str | os.PathLike) -> dict | None:
+    """The ``collapsed`` entry of a validation record (``path``: the record or its folder), None if none."""
+    p = Path(path)
+    p = p / RECORD_NAME if p.is_dir() else p
+    try:
+        entry = json.loads(p.read_text()).get("collapsed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def read_validation_record(path: str | os.PathLike) -> dict | None:
