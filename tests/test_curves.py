@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from kd_components.errors import InputError
 from kd_components.tools.curves import main, plateaued, read_curve, steps_per_epoch
 
 
@@ -60,8 +59,9 @@ def test_steps_follow_the_items_of_each_run(tmp_path):
     assert base["plateau"] is True and base["final_mean_dice"] == pytest.approx(0.5) and base["steps"] == 50
 
 
-def test_ill_runs_without_history(tmp_path):
-    with pytest.raises(InputError, match="no run with a validation history"):
-        main(["--runs", str(tmp_path)])
-    with pytest.raises(InputError, match="does not exist"):
-        main(["--runs", str(tmp_path / "nope")])
+def test_ill_runs_without_history(tmp_path, capsys):
+    assert main(["--runs", str(tmp_path)]) == 1
+    assert "no run with a validation history" in capsys.readouterr().err
+    assert main(["--runs", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --runs") and "does not exist" in err and len(err.splitlines()) == 1
