@@ -44,7 +44,6 @@ def test_bench_writes_its_machines_section_and_keeps_the_other(tmp_path):
     for r in data["results"]:
         assert r["iterations"] == 1 and r["iter_s"] > 0 and r["floor_s"] > 0 and 0 <= r["data_share"] < 1
         assert r["samples_per_s"] > 0 and r["peak_rss_gib"] > 0.1
-        assert r["iter_s"] >= 0.5 * r["floor_s"], "an iteration costs at least about its floor"
 
 
 @pytest.mark.parametrize(
