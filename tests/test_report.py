@@ -134,3 +134,16 @@ def test_ill_report_split_without_evaluations(runs):
 
     with pytest.raises(InputError, match=r"no evaluation on the validation split under '.*' \(found: test\)"):
         write_report(runs, runs / "r", split="validation")
+
+
+def test_report_opens_with_a_one_line_headline(runs):
+    """Line 3: per modality the three KD - baseline differences, whether each interval excludes zero, and the note
+    that a short budget is not the converged result."""
+    from kd_components.tools.report import write_report
+
+    lines = write_report(runs, runs / "r_head").read_text().splitlines()
+    head = lines[2]
+    assert head.startswith("**Headline, KD − baseline Dice [95% CI]**: T1c (2 seed(s), test): ")
+    assert "ET +0.150 [+0.150, +0.150] (above 0)" in head
+    assert "TC +0.000 [-0.248, +0.248] (includes 0)" in head and "WT +0.000" in head
+    assert "convergence in docs/results.md" in head

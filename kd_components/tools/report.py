@@ -160,7 +160,7 @@ def write_report(runs: Path, output: Path, command: str | None = None, split: st
         {m for (model, m) in groups if model in ("kd", "baseline")},
         key=lambda m: TEACHER_CHANNELS.index(MODALITY_ALIASES.get(m, "t1ce")),
     )
-    lines = ["# Distillation report", ""]
+    lines = ["# Distillation report", "", *_headline(groups, modalities, split), ""]
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
     conventions = sorted({e["convention"] for e in evals})
@@ -259,6 +259,44 @@ def write_report(runs: Path, output: Path, command: str | None = None, split: st
     report = output / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     return report
+
+
+#: what the converged study (docs/results.md) found, stated beside every short-budget result.
+CONVERGED_FINDING = (
+    "a short training budget measures a faster start as much as a better student: see the section on convergence "
+    "in docs/results.md for what distillation gives once the students have converged"
+)
+
+
+def _student_steps(evals: list[dict]) -> int | None:
+    """Optimizer steps of the students' training, from the run record beside an evaluation (None if unknown)."""
+    from kd_components.tools.curves import read_curve
+
+    for e in evals:
+        curve = read_curve(Path(e["dir"]).parent)
+        if curve is not None:
+            return curve["steps"][-1]
+    return None
+
+
+def _headline(groups: dict, modalities: list[str], split: str) -> list[str]:
+    """One line: per modality the three KD - baseline Dice differences and whether each interval excludes zero."""
+    parts = []
+    for m in modalities:
+        kd, base = groups.get(("kd", m), []), groups.get(("baseline", m), [])
+        if not kd or not base:
+            continue
+        cells = []
+        for r in REGION_ORDER:
+            d = paired_difference(kd, base, f"dice_{r}")
+            verdict = "above 0" if d["low"] > 0 else "below 0" if d["high"] < 0 else "includes 0"
+            cells.append(f"{r.upper()} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] ({verdict})")
+        steps = _student_steps(kd)
+        budget = f", students trained {steps} steps" if steps else ""
+        parts.append(f"{_modality_name(m)} ({len(kd)} seed(s), {split}{budget}): " + "; ".join(cells))
+    if not parts:
+        return []
+    return [f"**Headline, KD − baseline Dice [95% CI]**: {' | '.join(parts)}. Note: {CONVERGED_FINDING}."]
 
 
 def _run_description(runs: Path) -> list[str]:
