@@ -86,7 +86,6 @@ SHARED_TRAIN_IDS = [
     "log_dir",
     "dataset_dir",
     "data_list_file_path",
-    "train_datalist",
     "val_datalist",
     "device",
     "amp",
@@ -119,9 +118,12 @@ SHARED_TRAIN_SECTIONS = ["dataset", "dataloader", "inferer", "postprocessing", "
 
 
 def _teacher_keys(node):
-    """The student's transforms with the keys cached logits add (``@spatial_keys``) written as the teacher's."""
-    node = copy.deepcopy(node)
+    """The student's transforms with the keys cached logits add (``@spatial_keys``) written as the teacher's, and
+    without what cases of the unlabelled split need (a label the loader may miss, ``WithheldLabeld``)."""
+    node = [t for t in copy.deepcopy(node) if t.get("_target_") != "kd_components.transforms.WithheldLabeld"]
     for t in node:
+        if t.get("_target_") == "LoadImaged":
+            t.pop("allow_missing_keys", None)
         if t.get("keys") == "@spatial_keys":
             t["keys"] = ["image", "label"]
             t.pop("allow_missing_keys", None)
@@ -137,6 +139,12 @@ def test_student_repeats_the_teachers_recipe():
     for key in ("preprocessing_transforms", "random_transforms"):
         assert _teacher_keys(student["train"][key]) == teacher["train"][key], f"'train#{key}' differs"
     assert student["seg_loss"] == teacher["loss"], "the student's supervised term is the teacher's loss"
+    # the student's training items add the unlabelled split (None: the teacher's items)
+    assert teacher["train_datalist"].startswith("$kd_components.data.load_datalist(@data_list_file_path, 'training'")
+    assert student["train_datalist"] == (
+        "$kd_components.data.load_training_items(@data_list_file_path, @dataset_dir, @unlabelled_split)"
+    )
+    assert student["unlabelled_split"] is None
     assert {**student["teacher_def"], "in_channels": "@in_channels", "init_filters": "@init_filters"} == teacher[
         "network_def"
     ], "teacher_def is the teacher's network"
