@@ -60,6 +60,7 @@ _TUMOUR_BALANCED = {
     "kd_channel_weights": None,
     "feature_weight": 0.1,
     "feature_distance": "cosine",
+    "unlabelled_split": None,
 }
 _VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
 
@@ -319,7 +320,7 @@ def _stages(
                 overrides = dict(VARIANTS[v] or {})
                 if VARIANTS[v] is not None:  # the quality gate: the teacher beside this seed's baseline
                     overrides["baseline_validation"] = output / "baseline" / m / f"seed{seed}" / "models"
-                n_items = n_training if "unlabelled_split" in overrides else n_labelled
+                n_items = n_training if overrides.get("unlabelled_split") else n_labelled
                 groups.append(
                     student_stages(
                         output / v / m / f"seed{seed}",
