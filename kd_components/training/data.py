@@ -172,7 +172,7 @@ class CheckedThreadDataLoader(ThreadDataLoader):
         def source():
             try:
                 yield from DataLoader.__iter__(self)
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread below
+            except BaseException as e:  # noqa: BLE001, B036 - handed to the main thread below
                 errors.append(e)
 
         yield from buffer_iterator(source(), self.buffer_size, self.buffer_timeout, self.repeats)
