@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTrait, ToDeviced
 
 from kd_components.brats import ET_LABEL, LABEL_VALUES
+from kd_components.data.datalist import LABELLED_KEY
 
 __all__ = [
     "ToDeviceUncachedd",
@@ -181,7 +182,7 @@ class WithheldLabeld(MapTransform):
         ValueError: at call, an item without its label that is not marked as withheld.
     """
 
-    def __init__(self, keys: KeysCollection = "label", ref_key: str = "image", flag_key: str = "labelled"):
+    def __init__(self, keys: KeysCollection = "label", ref_key: str = "image", flag_key: str = LABELLED_KEY):
         super().__init__(keys, allow_missing_keys=True)
         self.ref_key, self.flag_key = ref_key, flag_key
         warnings.filterwarnings("ignore", message=r"Num foregrounds 0, Num backgrounds", category=UserWarning)

@@ -63,6 +63,8 @@ _TUMOUR_BALANCED = {
     "unlabelled_split": None,
 }
 _VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
+#: the datalist split of the training cases whose labels ``--labelled-fraction`` withholds.
+UNLABELLED_SPLIT = "training_unlabelled"
 
 #: name -> student bundle overrides (``None``: the baseline, no teacher).
 VARIANTS: dict[str, dict | None] = {
@@ -79,13 +81,11 @@ VARIANTS: dict[str, dict | None] = {
     "voxel_mean_long_teacher": _VOXEL_MEAN,
     "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
     # the training cases left out by --labelled-fraction, used without their labels (teacher outputs only)
-    "voxel_mean_unlabelled": {**_VOXEL_MEAN, "unlabelled_split": "training_unlabelled"},
+    "voxel_mean_unlabelled": {**_VOXEL_MEAN, "unlabelled_split": UNLABELLED_SPLIT},
 }
 #: variants distilled from the teacher trained ``--long-teacher-factor`` times longer.
 TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_teacher": "teacher_long"}
 DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher", "voxel_mean_unlabelled")]
-#: the datalist split of the training cases whose labels ``--labelled-fraction`` withholds.
-UNLABELLED_SPLIT = "training_unlabelled"
 
 
 def labelled_subset(datalist: Path, fraction: float, output: Path) -> Path:
@@ -423,11 +423,11 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--{name.replace('_', '-')} {value}: give a fraction between 0 and 1.")
     if not 0 < args.labelled_fraction <= 1:
         raise InputError(f"--labelled-fraction {args.labelled_fraction}: give a fraction in (0, 1].")
-    if "voxel_mean_unlabelled" in args.variants and args.labelled_fraction == 1:
+    variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
+    if args.labelled_fraction == 1 and any((VARIANTS[v] or {}).get("unlabelled_split") for v in variants):
         raise InputError(
             "--variants voxel_mean_unlabelled needs --labelled-fraction below 1 (it learns from the cases left out)."
         )
-    variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
@@ -444,7 +444,6 @@ def main(argv: list[str] | None = None) -> int:
         failed = _stages(args, p, output, data_dir, variants, modalities)
     left_out: list[str] = []
     results = {v: {m: _evaluations(output / v / m, args.split, left_out) for m in modalities} for v in variants}
-    info_collapsed = sorted(left_out)
     table = summarise(results, modalities)
     n_cases = max((len(e["rows"]) for by in results.values() for es in by.values() for e in es), default=0)
     info = {
@@ -459,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "student_steps": args.student_steps,
         "labelled_fraction": args.labelled_fraction,
         "roi": "x".join(map(str, p["roi"])),
-        "collapsed": info_collapsed,
+        "collapsed": sorted(left_out),
     }
     command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
     atomic_write_text(

@@ -275,16 +275,7 @@ class DistillationTrainer(SupervisedTrainer):
         image, targets = batch[0], batch[1]
         args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
         check_modalities(image, self.num_modalities)
-        labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None
-        if (
-            labelled is not None
-            and not bool(torch.as_tensor(labelled).all())
-            and not engine.loss_function.needs_teacher
-        ):
-            raise InputError(
-                "the batch holds cases whose labels are withheld (the datalist's unlabelled split) but no teacher term "
-                "has weight: they can only be learnt from the teacher; set --unlabelled_split null for the baseline."
-            )
+        labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
         inputs = image[:, self.student_channels]
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
