@@ -1,4 +1,4 @@
-"""The main job in --quick mode, end to end, as the README runs it."""
+"""The main job in --quick mode, end to end, as the README runs it (slow); its plan and refusals in process (fast)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+from kd_components.tools import demo
 
 
 def _demo(*args, timeout=900):
@@ -21,6 +21,15 @@ def _demo(*args, timeout=900):
     )
 
 
+def _refused(capsys, *args) -> str:
+    """Run the demo in process on arguments it must refuse; the one line it prints."""
+    assert demo.main(list(args)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.slow
 def test_quick_demo_end_to_end_and_reuse(tmp_path):
     out = tmp_path / "demo"
     res = _demo("--output", str(out), "--quick")
@@ -44,32 +53,47 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path):
     assert again.returncode == 0 and again.stdout.count("done already") == 7, "finished stages are reused"
 
 
-def test_ill_output_holds_other_run(tmp_path):
+def _kd_training(stages):
+    return next(s for s in stages if s.name.endswith("KD: training"))
+
+
+@pytest.mark.parametrize("quick, flag, expected", [(False, None, "True"), (True, None, "False"), (True, True, "True")])
+def test_plan_distils_by_the_teacher_margin_by_default(tmp_path, quick, flag, expected):
+    stages = demo.plan(tmp_path, None, quick, ["t1ce"], [0], kd_follow_margin=flag)
+    names = [s.name for s in stages]
+    assert names.index("t1ce student, seed 0, baseline: training") < names.index("t1ce student, seed 0, KD: training")
+    cmd = _kd_training(stages).cmd
+    assert cmd[cmd.index("--kd_follow_margin") + 1] == expected
+    assert cmd[cmd.index("--baseline_validation") + 1] == str(tmp_path / "t1ce" / "seed0" / "baseline" / "models")
+
+
+def test_ill_output_holds_other_run(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "demo_config.json").write_text('{"data_dir": "elsewhere", "quick": false}')
-    res = _demo("--output", str(out), "--quick")
-    assert res.returncode == 1
-    assert res.stderr.strip().splitlines()[-1].startswith(f"error: output folder '{out}' holds a demo run with other")
+    assert _refused(capsys, "--output", str(out), "--quick").startswith(
+        f"error: output folder '{out}' holds a demo run with other"
+    )
 
 
-def test_ill_data_dir_missing(tmp_path):
-    res = _demo("--output", str(tmp_path / "d"), "--data-dir", str(tmp_path / "none"), "--quick")
-    assert res.returncode == 1 and "--data-dir" in res.stderr and "does not exist" in res.stderr
+def test_ill_data_dir_missing(tmp_path, capsys):
+    line = _refused(capsys, "--output", str(tmp_path / "d"), "--data-dir", str(tmp_path / "none"), "--quick")
+    assert "--data-dir" in line and "does not exist" in line
+    assert not (tmp_path / "d").exists(), "a refused run writes nothing"
 
 
-def test_ill_unknown_modality(tmp_path):
-    res = _demo("--output", str(tmp_path / "d"), "--modalities", "t1,dwi", "--quick")
-    assert res.returncode == 1 and res.stderr.strip().splitlines()[-1].startswith("error: unknown modality 'dwi'")
+def test_ill_unknown_modality(tmp_path, capsys):
+    line = _refused(capsys, "--output", str(tmp_path / "d"), "--modalities", "t1,dwi", "--quick")
+    assert line.startswith("error: unknown modality 'dwi'")
 
 
-def test_ill_data_dir_without_brats_cases(tmp_path):
+def test_ill_data_dir_without_brats_cases(tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("x")
-    res = _demo("--output", str(tmp_path / "d"), "--data-dir", str(tmp_path / "notes"), "--quick")
-    assert res.returncode == 1 and "no BraTS case found under" in res.stderr.strip().splitlines()[-1]
+    line = _refused(capsys, "--output", str(tmp_path / "d"), "--data-dir", str(tmp_path / "notes"), "--quick")
+    assert "no BraTS case found under" in line
 
 
-def test_ill_epochs(tmp_path):
-    res = _demo("--output", str(tmp_path / "d"), "--student-epochs", "0", "--quick")
-    assert res.returncode == 1 and res.stderr.strip().splitlines()[-1] == "error: --student-epochs 0: give 1 or more."
+def test_ill_epochs(tmp_path, capsys):
+    line = _refused(capsys, "--output", str(tmp_path / "d"), "--student-epochs", "0", "--quick")
+    assert line == "error: --student-epochs 0: give 1 or more."

@@ -6,7 +6,14 @@ import logging
 import pytest
 from ignite.engine import Engine
 
-from kd_components.training.quality import ValidationRecord, collapsed, read_validation_record, teacher_quality_gate
+from kd_components.errors import InputError
+from kd_components.training.quality import (
+    ValidationRecord,
+    collapsed,
+    margin_channel_weights,
+    read_validation_record,
+    teacher_quality_gate,
+)
 
 
 def _validate(record: ValidationRecord, epoch: int, best_epoch: int, dice: dict) -> None:
@@ -92,3 +99,44 @@ def test_collapse_is_warned_once_and_recorded(tmp_path, caplog, dice, collapsed_
 def test_ill_collapse_fraction(tmp_path):
     with pytest.raises(ValueError, match="collapse_fraction must be in"):
         ValidationRecord(tmp_path, collapse_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    "teacher, baseline, weights, expected",
+    [
+        # TC, WT, ET Dice; better means above the baseline by at least 0.02
+        ((0.80, 0.90, 0.70), (0.60, 0.70, 0.71), None, [1.0, 1.0, 0.0]),  # ET below: off
+        ((0.80, 0.90, 0.73), (0.60, 0.89, 0.70), [1.0, 0.5, 2.0], [1.0, 0.0, 2.0]),  # WT +0.01: off; ET +0.03: kept
+        ((0.80, 0.90, 0.80), (0.60, 0.70, 0.60), [0.5, 1.0, 1.0], [0.5, 1.0, 1.0]),  # better everywhere: as given
+    ],
+)
+def test_margin_weights_switch_kd_off_where_the_teacher_is_not_better(
+    tmp_path, caplog, teacher, baseline, weights, expected
+):
+    t = _record(tmp_path / "teacher", *teacher)
+    b = _record(tmp_path / "baseline", *baseline)
+    with caplog.at_level(logging.INFO, logger="kd_components.quality"):
+        got = margin_channel_weights(t / "model.pt", b, weights, follow_margin=True)
+    assert got == pytest.approx(expected)
+    assert "KD region weights follow the teacher's validation margin" in caplog.text
+
+
+def test_margin_weights_off_or_without_a_kd_term_are_the_given_weights(tmp_path):
+    t = _record(tmp_path / "teacher", 0.5, 0.5, 0.5)
+    b = _record(tmp_path / "baseline", 0.9, 0.9, 0.9)  # teacher worse everywhere: would be refused when followed
+    assert margin_channel_weights(t, b, [1, 0.5, 1], follow_margin=False) == [1, 0.5, 1]
+    assert margin_channel_weights(t, b, None, follow_margin="false") is None  # a CLI string
+    assert margin_channel_weights(t, b, None, follow_margin=True, kd_weight=0) is None  # the baseline
+
+
+def test_ill_margin_weights(tmp_path):
+    t = _record(tmp_path / "teacher", 0.5, 0.5, 0.5)
+    b = _record(tmp_path / "baseline", 0.9, 0.9, 0.9)
+    with pytest.raises(InputError, match="not better than the baseline on any region"):
+        margin_channel_weights(t, b, None, follow_margin=True)
+    with pytest.raises(InputError, match="needs the validation records .* a baseline record is missing"):
+        margin_channel_weights(t, None, None, follow_margin=True)
+    with pytest.raises(InputError, match=r"the teacher's validation.json beside '.*published.pt' is missing"):
+        margin_channel_weights(tmp_path / "published.pt", b, None, follow_margin=True)
+    with pytest.raises(ValueError, match="kd_follow_margin"):
+        margin_channel_weights(t, b, None, follow_margin="maybe")

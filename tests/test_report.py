@@ -147,3 +147,24 @@ def test_report_opens_with_a_one_line_headline(runs):
     assert "ET +0.150 [+0.150, +0.150] (above 0)" in head
     assert "TC +0.000 [-0.248, +0.248] (includes 0)" in head and "WT +0.000" in head
     assert "convergence in docs/results.md" in head
+
+
+def _best(folder, tc, wt, et):
+    folder.mkdir(parents=True, exist_ok=True)
+    best = {"epoch": 4, "val_dice_tc": tc, "val_dice_wt": wt, "val_dice_et": et}
+    (folder / "validation.json").write_text(json.dumps({"best": best, "last": best}))
+
+
+@pytest.mark.parametrize("config, expected", [({"quick": False}, True), ({"quick": True}, False)])
+def test_report_names_the_regions_kd_was_switched_off(runs, config, expected):
+    """A demo run (its demo_config.json) distils by the teacher's margin unless quick: the report names, per seed,
+    the regions where the teacher's validation Dice was not 0.02 above that seed's baseline's."""
+    from kd_components.tools.report import write_report
+
+    (runs / "demo_config.json").write_text(json.dumps(config))
+    _best(runs / "teacher" / "models", 0.80, 0.90, 0.70)
+    _best(runs / "t1ce" / "seed0" / "baseline" / "models", 0.60, 0.70, 0.71)  # ET not better
+    _best(runs / "t1ce" / "seed1" / "baseline" / "models", 0.60, 0.89, 0.60)  # WT +0.01 only
+    text = write_report(runs, runs / "r_margin").read_text()
+    assert ("T1c seed 0: off on ET; T1c seed 1: off on WT." in text) is expected
+    assert ("kd_follow_margin" in text) is expected

@@ -282,3 +282,30 @@ def test_ill_inference_input_image_missing_one_line(tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: --input_image '{tmp_path / 'typo_t1ce.nii.gz'}' does not exist: pass an existing")
     assert not (tmp_path / "s").exists()
+
+
+def test_follow_margin_sets_the_kd_region_weights_of_the_bundle_loss(tmp_path):
+    """``--kd_follow_margin true`` reaches the loss the trainer uses: KD off (weight 0) on the regions where the
+    teacher's validation record is not above the baseline's by 0.02 (here ET), the configured weights elsewhere."""
+    import json
+
+    from monai.bundle import ConfigParser
+
+    for name, (tc, wt, et) in {"teacher": (0.8, 0.9, 0.70), "baseline": (0.6, 0.7, 0.71)}.items():
+        (tmp_path / name).mkdir()
+        best = {"epoch": 4, "val_dice_tc": tc, "val_dice_wt": wt, "val_dice_et": et}
+        (tmp_path / name / "validation.json").write_text(json.dumps({"best": best, "last": best}))
+    parser = ConfigParser()
+    parser.read_config(str(STUDENT / "train.json"))
+    parser.update(
+        {
+            "teacher_ckpt": str(tmp_path / "teacher" / "model.pt"),
+            "baseline_validation": str(tmp_path / "baseline"),
+            "kd_channel_weights": [1.0, 0.5, 1.0],
+            "kd_follow_margin": True,
+        }
+    )
+    assert parser.get_parsed_content("loss").kd_loss.channel_weights == [1.0, 0.5, 0.0]
+    parser.update({"kd_follow_margin": False})
+    parser.parse()
+    assert parser.get_parsed_content("loss").kd_loss.channel_weights == [1.0, 0.5, 1.0]

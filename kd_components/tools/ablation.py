@@ -58,6 +58,7 @@ _TUMOUR_BALANCED = {
     "kd_region": "tumour",
     "kd_balanced": True,
     "kd_channel_weights": None,
+    "kd_follow_margin": False,
     "feature_weight": 0.1,
     "feature_distance": "cosine",
     "unlabelled_split": None,
@@ -73,6 +74,8 @@ VARIANTS: dict[str, dict | None] = {
     "voxel_mean": _VOXEL_MEAN,
     "voxel_mean_wt_half": {**_VOXEL_MEAN, "kd_channel_weights": [1.0, 0.5, 1.0]},
     "voxel_mean_wt_off": {**_VOXEL_MEAN, "kd_channel_weights": [1.0, 0.0, 1.0]},
+    # KD weight 0 on each region where the teacher is not better than this seed's baseline on validation
+    "voxel_mean_margin": {**_VOXEL_MEAN, "kd_follow_margin": True},
     "voxel_mean_t1": {**_VOXEL_MEAN, "kd_temperature": 1.0},
     "voxel_mean_t4": {**_VOXEL_MEAN, "kd_temperature": 4.0},
     "voxel_mean_feat_off": {**_VOXEL_MEAN, "feature_weight": 0.0},

@@ -160,7 +160,7 @@ def write_report(runs: Path, output: Path, command: str | None = None, split: st
         {m for (model, m) in groups if model in ("kd", "baseline")},
         key=lambda m: TEACHER_CHANNELS.index(MODALITY_ALIASES.get(m, "t1ce")),
     )
-    lines = ["# Distillation report", "", *_headline(groups, modalities, split), ""]
+    lines = ["# Distillation report", "", *_headline(groups, modalities, split), *_margin_line(runs, groups), ""]
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
     conventions = sorted({e["convention"] for e in evals})
@@ -297,6 +297,44 @@ def _headline(groups: dict, modalities: list[str], split: str) -> list[str]:
     if not parts:
         return []
     return [f"**Headline, KD − baseline Dice [95% CI]**: {' | '.join(parts)}. Note: {CONVERGED_FINDING}."]
+
+
+def _margin_line(runs: Path, groups: dict) -> list[str]:
+    """With the demo's ``kd_follow_margin`` on: the regions where KD was switched off, per modality and seed.
+
+    The same rule as the training (``kd_components.training.quality.weak_regions``) on the same records: the
+    teacher's ``validation.json`` and the seed's baseline's, in the demo's layout. Empty for other runs.
+    """
+    from kd_components.tools.demo import PROFILES
+    from kd_components.training.quality import TEACHER_MARGIN, read_validation_record, weak_regions
+
+    config_file = runs / "demo_config.json"
+    if not config_file.is_file():
+        return []
+    config = json.loads(config_file.read_text())
+    follow = config.get("kd_follow_margin", PROFILES["quick" if config.get("quick") else "default"]["kd_follow_margin"])
+    teacher = read_validation_record(runs / "teacher" / "models")
+    if not follow or teacher is None:
+        return []
+    cells = []
+    for (model, m), evals in groups.items():
+        if model != "kd":
+            continue
+        for e in sorted(evals, key=lambda e: e["seed"]):
+            base = read_validation_record(Path(e["dir"]).parent.parent / "baseline" / "models")
+            if base is not None:
+                weak = weak_regions(teacher, base)
+                off = ", ".join(weak) if weak else "none"
+                cells.append(f"{_modality_name(m)} seed {e['seed']}: off on {off}")
+    if not cells:
+        return []
+    return [
+        "",
+        "KD region weights follow the teacher's validation margin (`kd_follow_margin`): KD is switched off on each "
+        f"region where the teacher's validation Dice is not above the baseline's by {TEACHER_MARGIN}; "
+        + "; ".join(cells)
+        + ".",
+    ]
 
 
 def _run_description(runs: Path) -> list[str]:

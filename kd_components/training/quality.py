@@ -9,6 +9,10 @@ noticing. Two pieces:
 - ``teacher_quality_gate``, in the student's ``initialize``, reads the teacher's record (beside its checkpoint)
   and, when given, the baseline's, logs both per region in one line, and warns in one line per region where the
   teacher is not better by ``margin``. It never stops a run: a user may distil a weak teacher on purpose.
+- ``margin_channel_weights``, with the student's ``kd_follow_margin`` on, turns the gate into the KD term's
+  per-region weights: a region where the teacher is not better than the baseline on validation gets weight 0, so
+  the student is not pulled toward a teacher that knows no more there (on the phantom the four-sequence teacher
+  is not better than a T1c student on enhancing tumour, which T1c shows best).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from kd_components import brats, options
+from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "REGION_METRICS",
     "ValidationRecord",
     "collapsed",
+    "margin_channel_weights",
     "read_validation_record",
     "teacher_quality_gate",
 ]
@@ -38,6 +45,8 @@ logger = logging.getLogger("kd_components.quality")
 RECORD_NAME = "validation.json"
 #: region -> the validation metric of the bundles' ``validate#additional_metrics``.
 REGION_METRICS = {"ET": "val_dice_et", "TC": "val_dice_tc", "WT": "val_dice_wt"}
+#: the teacher counts as better on a region when its validation Dice is above the baseline's by at least this.
+TEACHER_MARGIN = 0.02
 
 
 class ValidationRecord:
@@ -145,11 +154,30 @@ def _fmt(best: dict) -> str:
     return ", ".join(values) + f" (epoch {best.get('epoch', '?')})"
 
 
+def weak_regions(teacher: dict, baseline: dict, margin: float = TEACHER_MARGIN) -> list[str]:
+    """The regions where the teacher's validation Dice is not above the baseline's by ``margin``.
+
+    Args:
+        teacher: the teacher's ``best`` validation entry (``read_validation_record``).
+        baseline: the baseline student's ``best`` entry.
+        margin: how much better the teacher must be to count as better.
+
+    Returns:
+        region names in ``REGION_METRICS`` order; a region missing from either record is not judged (not weak).
+    """
+    weak = []
+    for region, metric in REGION_METRICS.items():
+        t, b = teacher.get(metric, math.nan), baseline.get(metric, math.nan)
+        if isinstance(t, float) and isinstance(b, float) and not t >= b + margin:
+            weak.append(region)
+    return weak
+
+
 def teacher_quality_gate(
     teacher_ckpt: str | os.PathLike,
     baseline: str | os.PathLike | None = None,
     required: bool = True,
-    margin: float = 0.02,
+    margin: float = TEACHER_MARGIN,
 ) -> list[str]:
     """Log the teacher's validation Dice per region beside the baseline's; warn where the teacher is not better.
 
@@ -178,13 +206,62 @@ def teacher_quality_gate(
     )
     if base is None:
         return []
-    weak = []
-    for region, metric in REGION_METRICS.items():
-        t, b = teacher.get(metric, math.nan), base.get(metric, math.nan)
-        if isinstance(t, float) and isinstance(b, float) and not t >= b + margin:
-            weak.append(region)
-            logger.warning(
-                f"teacher quality: the teacher is not better than the baseline on {region} (validation Dice {t:.3f} "
-                f"vs {b:.3f}): distillation has little to pass on there; train the teacher longer or check its data"
-            )
+    weak = weak_regions(teacher, base, margin)
+    for region in weak:
+        t, b = teacher[REGION_METRICS[region]], base[REGION_METRICS[region]]
+        logger.warning(
+            f"teacher quality: the teacher is not better than the baseline on {region} (validation Dice {t:.3f} "
+            f"vs {b:.3f}): distillation has little to pass on there; train the teacher longer or check its data"
+        )
     return weak
+
+
+def margin_channel_weights(
+    teacher_ckpt: str | os.PathLike | None,
+    baseline: str | os.PathLike | None,
+    weights: list[float] | None = None,
+    follow_margin: bool = False,
+    kd_weight: float = 1.0,
+    margin: float = TEACHER_MARGIN,
+) -> list[float] | None:
+    """The KD term's per-region weights (``brats.REGIONS`` order: TC, WT, ET), zero where the teacher is not better.
+
+    Args:
+        teacher_ckpt: the teacher's checkpoint (its ``validation.json`` beside it).
+        baseline: the baseline student's checkpoint folder or record.
+        weights: the configured weights (``kd_channel_weights``); None weighs every region 1.
+        follow_margin: off (default): ``weights`` unchanged. On: each region where the teacher's validation Dice
+            is not above the baseline's by ``margin`` gets weight 0.
+        kd_weight: the KD term's weight; 0 (the baseline) leaves ``weights`` unchanged, as there is no term.
+        margin: as in ``teacher_quality_gate``.
+
+    Raises:
+        InputError: with ``follow_margin`` on, a record is missing (the teacher's beside its checkpoint, or no
+            ``--baseline_validation``), or the teacher is better on no region (nothing to distil).
+    """
+    if not options.as_bool(follow_margin, "kd_follow_margin") or float(kd_weight) == 0:
+        return weights
+    base_weights = [1.0] * len(brats.REGIONS) if weights is None else [float(w) for w in weights]
+    teacher = read_validation_record(teacher_ckpt) if teacher_ckpt else None
+    base = read_validation_record(baseline) if baseline else None
+    if teacher is None or base is None:
+        missing = f"the teacher's {RECORD_NAME} beside '{teacher_ckpt}'" if teacher is None else "a baseline record"
+        raise InputError(
+            f"--kd_follow_margin true needs the validation records of the teacher and of the baseline, but "
+            f"{missing} is missing: pass --baseline_validation with the baseline student's models folder, or set "
+            f"--kd_follow_margin false."
+        )
+    weak = weak_regions(teacher, base, margin)
+    gated = [0.0 if region in weak else w for region, w in zip(brats.REGIONS, base_weights)]
+    if max(gated) == 0:
+        raise InputError(
+            f"--kd_follow_margin true: the teacher is not better than the baseline on any region by {margin} "
+            f"(teacher {_fmt(teacher)}; baseline {_fmt(base)}): nothing to distil; train the teacher longer, or set "
+            f"--kd_follow_margin false to distil it anyway."
+        )
+    logger.info(
+        "KD region weights follow the teacher's validation margin: "
+        + ", ".join(f"{r} {w:g}" for r, w in zip(brats.REGIONS, gated))
+        + (f" (the teacher is not better on {', '.join(weak)})" if weak else "")
+    )
+    return gated

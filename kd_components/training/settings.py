@@ -29,6 +29,7 @@ def check_distillation_settings(
     cached_logits_key: str | None = None,
     kd_channel_weights: list[float] | None = None,
     unlabelled_split: str | None = None,
+    kd_follow_margin: bool = False,
 ) -> None:
     """Refuse distillation settings the loss could not use, naming the override to change.
 
@@ -36,7 +37,8 @@ def check_distillation_settings(
         InputError: a negative or non-numeric weight, a temperature <= 0, an unknown region or distance, a
             ``kd_balanced`` that is not a boolean, the feature term with cached teacher logits (they hold no
             features), cases with withheld labels (``unlabelled_split``) without a teacher term or with cached
-            logits (the cache holds the labelled training split only).
+            logits (the cache holds the labelled training split only), a ``kd_follow_margin`` that is not a
+            boolean.
     """
     for name, value in (("seg_weight", seg_weight), ("kd_weight", kd_weight), ("feature_weight", feature_weight)):
         try:
@@ -58,6 +60,7 @@ def check_distillation_settings(
             f"--feature_distance {feature_distance!r}: use one of {', '.join(FeatureDistillationLoss.DISTANCES)}."
         )
     as_bool(kd_balanced, "kd_balanced")
+    as_bool(kd_follow_margin, "kd_follow_margin")
     if kd_channel_weights is not None:
         try:
             weights = [float(w) for w in kd_channel_weights]
