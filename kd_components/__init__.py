@@ -25,7 +25,10 @@ The library (no Ignite engines, raises ``ValueError``):
   ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
-- ``training.quality``: ``ValidationRecord`` (``validation.json`` beside the checkpoints), ``teacher_quality_gate``.
+- ``training.inference``: what the inference configs segment (both BraTS layouts) and the checks every scan passes
+  before a label map is written.
+- ``training.quality``: ``ValidationRecord`` (``validation.json`` beside the checkpoints), ``teacher_quality_gate``,
+  ``margin_channel_weights`` (KD off where the teacher is not better).
 - ``training.stop``: ``StopOnBadInput`` (bad input ends a run at once: no final checkpoint, no traceback).
 - ``training.progress``: ``EpochProgressBar``. ``training.distributed``: torchrun helpers.
 - ``training.runinfo``: ``record_run``. ``training.settings``: the one-line checks of a bundle's settings.

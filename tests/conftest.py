@@ -48,6 +48,24 @@ def run_workflow(
     return wf
 
 
+def refused(*argv: str) -> str:
+    """``python -m monai.bundle <argv>`` run in this process, with the arguments parsed as the command line parses
+    them (python-fire), for a run that must be refused before any work: the one line it prints (``error: ...``).
+
+    ``InputError`` is a ``SystemExit`` whose code is that line: the interpreter prints it to stderr and exits with
+    status 1, which ``test_ill_every_missing_input_at_once`` (student) checks once in a real subprocess. In process
+    a refusal costs a config parse, not an interpreter start with torch and MONAI (about 15 s on 2 loaded cores).
+    """
+    import fire
+    from monai.bundle import scripts
+
+    from kd_components.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        fire.Fire({"run": scripts.run}, command=[*map(str, argv), "--logging_file", "False"], name="monai.bundle")
+    return str(e.value.code)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache_home(tmp_path_factory):
     """The validation memory of this test run lives in a temporary folder, never in the user's home; subprocesses

@@ -6,11 +6,15 @@ What is checked, per case (every problem is reported, with the file and how to f
 - modalities and label share one grid: same shape and same affine (within 1e-3 mm);
 - no NaN or Inf voxel;
 - no modality that is zero everywhere;
+- a zero background: the bundles normalise each scan over its non-zero voxels (the brain of a skull-stripped
+  BraTS scan), so a scan whose background is another value (a z-scored export: -3.6) would count the whole volume
+  as brain; fewer than ``MIN_ZERO_FRACTION`` of its voxels at 0 is refused;
 - label values within the case's convention: {0, 1, 2, 4} (BraTS 2018-2021) or {0, 1, 2, 3} (2023 on).
 
 Reading every voxel costs about a second per BraTS case, so cases found clean are remembered in
 ``$XDG_CACHE_HOME/kd_components/validated.json`` (``~/.cache`` by default) by path, size and modification time;
-a changed file is checked again. The memory is read once per process and written once per datalist split
+a changed file is checked again, and so is a case checked under another label convention or by an older version
+of these checks (the key holds both). The memory is read once per process and written once per datalist split
 (:func:`flush`). ``KD_VALIDATION_CACHE=0`` turns it off.
 """
 
@@ -25,7 +29,12 @@ import numpy as np
 from kd_components.brats import LABEL_VALUES
 from kd_components.files import atomic_write_text
 
-__all__ = ["case_problems", "flush", "reset"]
+__all__ = ["MIN_ZERO_FRACTION", "case_problems", "flush", "image_problems", "reset"]
+
+#: below this fraction of voxels at exactly 0 a scan has no zero background (skull-stripped BraTS: about 0.8).
+MIN_ZERO_FRACTION = 0.01
+#: the version of the checks, part of the memory's key: a case found clean by older checks is checked again.
+CHECKS_VERSION = 2
 
 _CONVENTION_FIX = {
     "brats2021": "2018-2021 labels are 1 NCR/NET, 2 ED, 4 ET",
@@ -40,11 +49,14 @@ def _cache_file() -> Path | None:
     return root / "kd_components" / "validated.json"
 
 
-def _fingerprint(paths: list[Path]) -> str | None:
+def _fingerprint(paths: list[Path], convention: str | None = None) -> str | None:
+    """The memory's key of a case: the checks' version, the label convention checked, each file's resolved path,
+    size and modification time."""
     try:
-        return "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+        files = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
     except OSError:
         return None
+    return f"v{CHECKS_VERSION}|{convention or 'any'}|{files}"
 
 
 #: clean-case fingerprints per memory file, read once per process; written by :func:`flush`
@@ -98,6 +110,29 @@ def _dimension_problem(shape: tuple[int, ...]) -> str:
     return f"has shape {shape}: a 3-D volume is needed (a 2-D slice or a 1-D file is not a BraTS scan); re-export it"
 
 
+def image_problems(data: np.ndarray) -> list[str]:
+    """What is wrong with the voxels of one scan (empty when usable): NaN/Inf, zero everywhere, no zero background.
+
+    Each problem is a phrase that follows the file's name (``'<file>' has 3 NaN/Inf voxel(s); ...``).
+    """
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        return [f"has {bad} NaN/Inf voxel(s); replace them (e.g. with 0) or re-export"]
+    if not np.any(data):
+        return ["is zero everywhere; the modality is empty, re-export it"]
+    zero = float(np.mean(data == 0))
+    if zero < MIN_ZERO_FRACTION:
+        low = data.min()
+        return [
+            f"has no zero background ({100 * zero:.1f}% of voxels at 0; its lowest value {low:.4g} fills "
+            f"{100 * float(np.mean(data == low)):.1f}%): the bundles normalise over non-zero voxels (the brain of a "
+            f"skull-stripped scan), so the background would count as brain; set the background to 0 as in BraTS "
+            f"(e.g. data[data == data.min()] = 0 for a z-scored export)"
+        ]
+    return []
+
+
 def case_problems(name: str, images: list[Path], label: Path | None, convention: str | None = None) -> list[str]:
     """Problems of one case (empty when usable); each names the file, what is wrong and how to fix it.
 
@@ -113,7 +148,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
     problems = [f"case '{name}': {role} file '{p}' does not exist" for role, p in files if not p.is_file()]
     files = [(role, p) for role, p in files if p.is_file()]
     cache = _cache_file()
-    key = None if problems else _fingerprint([p for _, p in files])
+    key = None if problems else _fingerprint([p for _, p in files], convention)
     if key is not None and key in _known(cache):
         return []
     ref_shape = ref_affine = ref_name = None
@@ -144,13 +179,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
                 f"co-register the modalities and the label"
             )
         if role == "image":
-            if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-                bad = int((~np.isfinite(data)).sum())
-                problems.append(
-                    f"case '{name}': '{path}' has {bad} NaN/Inf voxel(s); replace them (e.g. with 0) or re-export"
-                )
-            elif not np.any(data):
-                problems.append(f"case '{name}': '{path}' is zero everywhere; the modality is empty, re-export it")
+            problems += [f"case '{name}': '{path}' {p}" for p in image_problems(data)]
         else:
             values = set(np.unique(data).astype(np.int64).tolist()) if np.issubdtype(data.dtype, np.number) else set()
             if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):

@@ -1,0 +1,159 @@
+"""What the inference configs run before any work: the images to segment, found and checked.
+
+A label map is written only from a scan that passed the checks training makes (``kd_components.data.validate``):
+readable, 3-D, no NaN/Inf voxel, not empty, a zero background, and for the teacher its four images on one grid.
+Every problem is refused in one line (``InputError``) naming the file and the fix, before the network is loaded
+and before anything is written.
+
+- ``find_images``: the default image search of the student's inference, every case folder's file of one modality
+  in both BraTS layouts (2018-2021 ``CASE/CASE_t1ce.nii.gz``, 2023 ``CASE/CASE-t1c.nii.gz``; ``.nii`` or
+  ``.nii.gz``), by any name training accepts (``t1ce`` and ``t1c`` find the same files); symlinked case folders
+  are followed.
+- ``student_datalist``: the items of ``--input_image`` (a file, a DICOM folder or a list), or of the search.
+- ``teacher_datalist``: the items of the teacher's datalist split.
+- ``check_images``: the voxel checks of every item.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from kd_components import brats
+from kd_components.data.validate import _dimension_problem, case_problems, image_problems
+from kd_components.errors import InputError
+
+__all__ = ["check_images", "find_images", "student_datalist", "teacher_datalist"]
+
+_NIFTI = (".nii.gz", ".nii")
+
+
+def _patterns(modality: str) -> list[str]:
+    """File-name patterns (relative to the data folder) of one modality in both layouts."""
+    canonical = brats.canonical_modality(modality)
+    out = []
+    for convention, suffixes in brats.FILE_SUFFIXES.items():
+        sep = brats.FILE_SEPARATOR[convention]
+        for suffix, role in suffixes.items():
+            if role == canonical:
+                out += [f"*/*{sep}{suffix}{ext}" for ext in _NIFTI]
+    return out
+
+
+def find_images(dataset_dir: str | os.PathLike, modality: str) -> list[str]:
+    """Every case's image of ``modality`` under ``dataset_dir`` (one folder per case), sorted, in both layouts.
+
+    Raises:
+        ValueError: an unknown modality name.
+    """
+    root = Path(dataset_dir)
+    found = {str(p) for pattern in _patterns(modality) for p in root.glob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def student_datalist(
+    input_image: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    dataset_dir: str | os.PathLike,
+    modality: str,
+) -> list[dict]:
+    """The student's inference items ``[{"image": path}, ...]``: ``input_image`` (one path or a list), or, when it
+    is None or empty, every case's image of ``modality`` under ``dataset_dir``.
+
+    Raises:
+        InputError: an unknown modality, no image at all, or a path that does not exist.
+    """
+    try:
+        canonical = brats.canonical_modality(modality)
+    except ValueError as e:
+        raise InputError(f"--student_modality: {e}") from None
+    if input_image is None or (not isinstance(input_image, (str, os.PathLike)) and len(input_image) == 0):
+        images = find_images(dataset_dir, modality)
+        if not images:
+            layouts = " or ".join(
+                f"CASE/CASE{brats.FILE_SEPARATOR[c]}{next(k for k, v in sfx.items() if v == canonical)}.nii[.gz]"
+                for c, sfx in brats.FILE_SUFFIXES.items()
+            )
+            raise InputError(
+                f"no image to segment: no --input_image given, and no case folder under --dataset_dir '{dataset_dir}' "
+                f"holds a {brats.CHANNEL_NAMES[canonical]} image ({layouts}); pass --input_image with a NIfTI/NRRD/MHA "
+                f"file, a DICOM folder or a list of files."
+            )
+    else:
+        images = [str(input_image)] if isinstance(input_image, (str, os.PathLike)) else [str(p) for p in input_image]
+    for p in images:
+        if not os.path.exists(p):
+            raise InputError(
+                f"--input_image '{p}' does not exist: pass an existing NIfTI/NRRD/MHA file, a DICOM folder or a list "
+                f"of them."
+            )
+    return [{"image": p} for p in images]
+
+
+def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | os.PathLike, key: str) -> list[dict]:
+    """The items of split ``key`` of the teacher's datalist, their paths joined to ``dataset_dir``.
+
+    Raises:
+        InputError: the datalist or its split is missing, or an image it names does not exist.
+    """
+    from monai.data import load_decathlon_datalist
+
+    if not os.path.isfile(data_list_file_path):
+        raise InputError(
+            f"datalist '{data_list_file_path}' does not exist: write it with python -m kd_components.data datalist "
+            f"--data-dir '{dataset_dir}', or pass --data_list_file_path and --dataset_dir."
+        )
+    try:
+        items = load_decathlon_datalist(str(data_list_file_path), True, key, str(dataset_dir))
+    except (ValueError, KeyError) as e:
+        raise InputError(
+            f"datalist '{data_list_file_path}': no usable split '{key}' ({e}); pass --datalist_key."
+        ) from None
+    for d in items:
+        for p in [d["image"]] if isinstance(d["image"], str) else d["image"]:
+            if not os.path.exists(p):
+                raise InputError(
+                    f"image '{p}' of datalist '{data_list_file_path}' does not exist: check --dataset_dir, or rewrite "
+                    f"the datalist with python -m kd_components.data datalist."
+                )
+    return items
+
+
+def _other_image_problems(path: str) -> list[str]:
+    """The checks of ``case_problems`` for a file nibabel does not read (DICOM folder, NRRD, MHA), through MONAI."""
+    from monai.transforms import LoadImage
+
+    try:
+        data = LoadImage(image_only=True)(path)
+    except Exception as e:  # noqa: BLE001, B036 - any reader failure means the same to the user
+        reason = " ".join(str(e).split())[:160]
+        return [f"image '{path}' cannot be read ({type(e).__name__}: {reason}); re-export it"]
+    if data.ndim != 3:
+        return [f"image '{path}' {_dimension_problem(tuple(data.shape))}"]
+    return [f"'{path}' {p}" for p in image_problems(data.numpy())]
+
+
+def check_images(datalist: Sequence[dict], channels: int = 1) -> list[dict]:
+    """Refuse the inference items if any scan fails the training checks; returns ``datalist`` unchanged.
+
+    Args:
+        datalist: items ``{"image": path or [paths]}`` (a teacher item: its four images, one per channel).
+        channels: the network's input channels; an item must give one image per channel, or one file that holds
+            them all (a stacked 4-D image for the teacher is read as it is).
+
+    Raises:
+        InputError: one line for the first refused scan, naming its file, with how many others also fail.
+    """
+    problems: list[str] = []
+    for d in datalist:
+        images = [d["image"]] if isinstance(d["image"], (str, os.PathLike)) else list(d["image"])
+        nifti = all(str(p).endswith(_NIFTI) and os.path.isfile(p) for p in images)
+        if nifti and not (channels > 1 and len(images) == 1):  # a stacked 4-D teacher image is not a 3-D volume
+            found = case_problems(Path(images[0]).name, [Path(p) for p in images], None)
+            problems += [p.split(": ", 1)[1] for p in found]  # without the "case 'NAME': " of training's messages
+        elif len(images) == 1 and channels == 1:
+            problems += _other_image_problems(str(images[0]))
+    if problems:
+        more = f" ({len(problems) - 1} other problem(s) too)" if len(problems) > 1 else ""
+        raise InputError(f"{problems[0]}{more}; no label map written.")
+    return list(datalist)

@@ -1,0 +1,151 @@
+"""The images inference segments: found in both BraTS layouts, refused in one line when training would refuse them.
+
+The bundles' inference configs run these in ``initialize``; a refused scan means no label map at all.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import REPO, refused
+
+from kd_components.errors import InputError
+from kd_components.training.inference import check_images, find_images, student_datalist, teacher_datalist
+
+STUDENT = REPO / "bundles" / "student_kd" / "configs"
+TEACHER = REPO / "bundles" / "teacher" / "configs"
+
+
+def _scan(path, data=None, affine=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = np.zeros((8, 8, 8), np.float32)
+        data[2:6, 2:6, 2:6] = 1.0
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def test_find_images_in_both_layouts_by_any_name(tmp_path):
+    a = _scan(tmp_path / "A" / "A_t1ce.nii.gz")
+    b = _scan(tmp_path / "B" / "B-t1c.nii.gz")
+    c = _scan(tmp_path / "C" / "C_t1ce.nii")
+    _scan(tmp_path / "A" / "A_flair.nii.gz")
+    _scan(tmp_path / "B" / "B-t2f.nii.gz")
+    real = _scan(tmp_path / "elsewhere" / "D" / "D-t1c.nii.gz")
+    (tmp_path / "D").symlink_to(real.parent, target_is_directory=True)  # a symlinked case folder is followed
+    expected = sorted(str(p) for p in (a, b, c, tmp_path / "D" / "D-t1c.nii.gz"))
+    assert find_images(tmp_path, "t1ce") == expected == find_images(tmp_path, "T1C")
+    assert find_images(tmp_path, "t2f") == sorted(
+        [str(tmp_path / "A" / "A_flair.nii.gz"), str(tmp_path / "B" / "B-t2f.nii.gz")]
+    )
+    assert find_images(tmp_path, "t2") == []
+
+
+def test_student_datalist_from_input_or_search(tmp_path):
+    a = _scan(tmp_path / "A" / "A-t2f.nii.gz")
+    assert student_datalist(None, tmp_path, "flair") == [{"image": str(a)}]
+    assert student_datalist([], tmp_path, "t2f") == [{"image": str(a)}]
+    assert student_datalist(str(a), tmp_path / "none", "t1") == [{"image": str(a)}]  # given: no search
+    assert student_datalist([a, a], tmp_path, "t1") == [{"image": str(a)}, {"image": str(a)}]
+
+
+def test_ill_student_datalist(tmp_path):
+    with pytest.raises(
+        InputError, match=r"no case folder under --dataset_dir .* holds a FLAIR image \(CASE/CASE_flair"
+    ):
+        student_datalist(None, tmp_path, "flair")
+    with pytest.raises(InputError, match=r"--input_image '.*typo.nii.gz' does not exist"):
+        student_datalist(str(tmp_path / "typo.nii.gz"), tmp_path, "t1")
+    with pytest.raises(InputError, match="--student_modality: unknown modality 'dwi'"):
+        student_datalist(None, tmp_path, "dwi")
+
+
+def _bad_scans(tmp_path):
+    """name -> (file, the phrase its refusal must hold)."""
+    nan = np.ones((8, 8, 8), np.float32)
+    nan[0, 0, 0] = 0
+    nan[:2, :2, :2] = np.nan
+    zscored = np.full((8, 8, 8), -3.6, np.float32)
+    zscored[2:6, 2:6, 2:6] = 0.5
+    rng = np.random.default_rng(0)  # noise: the compressed file is long enough to cut after its header
+    good = _scan(tmp_path / "good.nii.gz", rng.random((16, 16, 16)).astype(np.float32))
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {
+        "nan": (_scan(tmp_path / "nan.nii.gz", nan), "has 8 NaN/Inf voxel(s)"),
+        "empty": (_scan(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.float32)), "is zero everywhere"),
+        "zscored": (_scan(tmp_path / "zscored.nii.gz", zscored), "has no zero background (0.0% of voxels at 0"),
+        "four_d": (_scan(tmp_path / "four_d.nii.gz", np.ones((8, 8, 8, 2), np.float32)), "a 3-D volume per file"),
+        "truncated": (truncated, "cannot be read"),
+    }
+
+
+@pytest.mark.parametrize("name", ["nan", "empty", "zscored", "four_d", "truncated"])
+def test_ill_scan_refused_naming_the_file(tmp_path, name):
+    path, phrase = _bad_scans(tmp_path)[name]
+    with pytest.raises(InputError) as e:
+        check_images([{"image": str(_scan(tmp_path / "ok.nii.gz"))}, {"image": str(path)}])
+    line = str(e.value)
+    assert str(path) in line and phrase in line and line.endswith("no label map written."), line
+    assert "\n" not in line
+
+
+def test_ill_teacher_images_on_different_grids(tmp_path):
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    images = [str(_scan(tmp_path / f"c_{m}.nii.gz")) for m in ("t1ce", "t1", "t2")]
+    images.append(str(_scan(tmp_path / "c_flair.nii.gz", affine=shifted)))
+    with pytest.raises(InputError, match="'c_flair.nii.gz' has another affine"):
+        check_images([{"image": images}], channels=4)
+    assert check_images([{"image": images[:3] + images[:1]}], channels=4) == [{"image": images[:3] + images[:1]}]
+
+
+def test_ill_teacher_datalist(tmp_path):
+    with pytest.raises(InputError, match=r"datalist '.*datalist.json' does not exist: write it with"):
+        teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": ["gone.nii.gz"]}]}))
+    with pytest.raises(InputError, match=r"image '.*gone.nii.gz' of datalist"):
+        teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
+
+
+@pytest.mark.parametrize("name", ["nan", "zscored", "truncated"])
+def test_ill_student_inference_writes_nothing_from_a_refused_scan(tmp_path, name):
+    """The bundle's own inference config refuses in one line before loading weights: no output folder at all."""
+    path, phrase = _bad_scans(tmp_path)[name]
+    line = refused(
+        "run",
+        "--config_file",
+        STUDENT / "inference.json",
+        "--input_image",
+        path,
+        "--bundle_root",
+        tmp_path / "s",
+        "--output_dir",
+        tmp_path / "pred",
+    )
+    assert line.startswith("error: ") and str(path) in line and phrase in line, line
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "s").exists()
+
+
+def test_ill_teacher_inference_writes_nothing_from_a_refused_scan(tmp_path):
+    path, _ = _bad_scans(tmp_path)["nan"]
+    images = [str(_scan(tmp_path / f"c_{m}.nii.gz")) for m in ("t1ce", "t1", "t2")] + [str(path)]
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": images}]}))
+    line = refused(
+        "run",
+        "--config_file",
+        TEACHER / "inference.json",
+        "--dataset_dir",
+        tmp_path,
+        "--data_list_file_path",
+        tmp_path / "datalist.json",
+        "--bundle_root",
+        tmp_path / "t",
+        "--output_dir",
+        tmp_path / "pred",
+    )
+    assert str(path) in line and "NaN/Inf" in line
+    assert not (tmp_path / "pred").exists()
