@@ -16,8 +16,6 @@ from kd_components.errors import InputError
 from kd_components.tools.cache import cache_teacher_logits
 from kd_components.training.trainer import fill_padded_logits
 
-pytestmark = pytest.mark.slow
-
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 ROI = [32, 32, 32]
 
@@ -50,6 +48,7 @@ def cached(full_fov, teacher_ckpt, tmp_path_factory):
     return cache_teacher_logits(teacher_ckpt, full_fov, output=out, overrides={"roi_size": ROI}, device="cpu")
 
 
+@pytest.mark.slow
 def test_cache_writes_float16_logits_on_the_image_grid(cached, full_fov, teacher_ckpt, capsys):
     content = json.loads(cached.read_text())
     assert content["teacher_logits"]["dtype"] == "float16"
@@ -73,6 +72,7 @@ def _student_parser(tiny_phantom, cached) -> ConfigParser:
     return parser
 
 
+@pytest.mark.slow
 def test_cached_and_online_kd_agree_on_unaugmented_crops(cached, full_fov, teacher_ckpt):
     parser = _student_parser(full_fov, cached)
     deterministic = parser.get_parsed_content("train#teacher_logit_transforms") + parser.get_parsed_content(
@@ -107,6 +107,7 @@ def test_cached_and_online_kd_agree_on_unaugmented_crops(cached, full_fov, teach
         assert values[0] == pytest.approx(values[1], rel=1e-2, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_student_trains_from_cached_logits(cached, full_fov, tmp_path):
     wf = run_workflow(
         [STUDENT / "train.json", STUDENT / "cached_teacher.json"],
@@ -125,6 +126,7 @@ def test_student_trains_from_cached_logits(cached, full_fov, tmp_path):
     assert (tmp_path / "student" / "models" / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_ill_cached_teacher_with_feature_term(cached, full_fov, tmp_path):
     with pytest.raises(InputError, match="cached teacher outputs carry logits only, but feature_weight is 0.1"):
         run_workflow(

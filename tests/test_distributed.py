@@ -13,8 +13,6 @@ import torch
 from conftest import REPO
 from probes import with_probe
 
-pytestmark = pytest.mark.slow
-
 TEACHER = REPO / "bundles" / "teacher" / "configs"
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 
@@ -61,6 +59,7 @@ def phantom8(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo_teacher_kd_student_and_cached(phantom8, tmp_path):
     common = {"dataset_dir": str(phantom8), "roi_size": [32, 32, 32], "num_workers": 0, "learning_rate": 3e-3}
     epochs = 4

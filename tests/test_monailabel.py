@@ -33,8 +33,6 @@ from monai.networks.nets import SegResNet
 from kd_components.data import find_cases, stack_case
 from kd_components.tools.package import package_bundle
 
-pytestmark = pytest.mark.slow
-
 VENV = Path(os.environ.get("KD_MONAILABEL_VENV", REPO / ".venv-monailabel"))
 BRATS_LABELS = {0, 1, 2, 4}
 
@@ -161,12 +159,14 @@ def _infer(url: str, model: str, image: str, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_info_lists_both_bundles(served):
     _, _, _, info, _, _ = served
     assert {"brats_kdnet_teacher", "brats_kdnet_student_t2"} <= set(info["models"])
     assert info["models"]["brats_kdnet_student_t2"]["type"] == "segmentation"
 
 
+@pytest.mark.slow
 def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path):
     url, studies, app, _, _, _ = served
     out = _infer(url, "brats_kdnet_student_t2", "case_t2", tmp_path / "student.nii.gz")
@@ -190,6 +190,7 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
     assert (own == labels).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_served_teacher_reads_stacked_four_channel_image(served, tmp_path):
     url, studies, _, _, case, _ = served
     out = _infer(url, "brats_kdnet_teacher", "case_stack", tmp_path / "teacher.nii.gz")
@@ -199,12 +200,14 @@ def test_served_teacher_reads_stacked_four_channel_image(served, tmp_path):
     assert set(np.unique(labels).tolist()) <= BRATS_LABELS
 
 
+@pytest.mark.slow
 def test_unknown_image_is_an_error_not_a_label(served):
     url, _, _, _, _, _ = served
     with pytest.raises(urllib.error.HTTPError):
         _infer(url, "brats_kdnet_teacher", "no_such_image", Path(os.devnull))
 
 
+@pytest.mark.slow
 def test_server_trains_the_student_with_distillation_then_serves_it(served, tmp_path):
     """MONAI Label's own trainer (``POST /train/NAME``) runs the student bundle for one epoch on the datastore's
     stacked images: the teacher beside it runs inside each iteration (loss_kd > 0 in the server's log), the new

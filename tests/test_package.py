@@ -20,7 +20,8 @@ from monai.networks.nets import SegResNet
 from kd_components.errors import InputError
 from kd_components.tools.package import SCHEMA_PATH, package_bundle, verify_bundle_metadata
 
-pytestmark = pytest.mark.slow
+#: the cheap tests (package_bundle and the schema in process, untrained weights) run in the fast tier; the ones that
+#: train, start processes or run the zoo's tools are marked slow one by one.
 
 BUNDLES = {"teacher": REPO / "bundles" / "teacher", "student_kd": REPO / "bundles" / "student_kd"}
 
@@ -69,6 +70,7 @@ def student_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", ["teacher", "student_kd"])
 def test_verify_metadata_offline_with_shipped_schema(bundle, tmp_path):
     schema = tmp_path / "schema.json"
@@ -94,6 +96,7 @@ def test_ill_metadata_missing_field_fails_schema(field, tmp_path):
         verify_bundle_metadata(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle,in_channels", [("teacher", 4), ("student_kd", 1)])
 def test_verify_net_in_out(bundle, in_channels):
     res = _verify_net_in_out(BUNDLES[bundle] / "configs")
@@ -101,6 +104,7 @@ def test_verify_net_in_out(bundle, in_channels):
     assert "data shape of network is verified with no error" in res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_ckpt_export_torchscript_matches_eager(teacher_ckpt, tmp_path):
     configs = BUNDLES["teacher"] / "configs"
     ts = tmp_path / "model.ts"
@@ -129,6 +133,7 @@ def test_ckpt_export_torchscript_matches_eager(teacher_ckpt, tmp_path):
     assert json.loads(extra["metadata.json"])["network_data_format"]["inputs"]["image"]["num_channels"] == 4
 
 
+@pytest.mark.slow
 def test_package_teacher_zip_is_self_contained(teacher_ckpt, tmp_path):
     out = package_bundle(BUNDLES["teacher"], tmp_path, ckpt=teacher_ckpt)
     assert out == tmp_path / "brats_kdnet_teacher.zip"
@@ -187,6 +192,7 @@ def _unzip_both(teacher_ckpt: Path, student_ckpt: Path, dist: Path, models: Path
             z.extractall(models)
 
 
+@pytest.mark.slow
 def test_packaged_student_trains_evaluates_and_infers_without_kd_components(
     teacher_ckpt, student_ckpt, tiny_phantom, tmp_path
 ):
@@ -245,6 +251,7 @@ def test_packaged_student_trains_evaluates_and_infers_without_kd_components(
     assert set(np.unique(np.asarray(nib.load(pred).dataobj)).tolist()) <= {0, 1, 2, 4}
 
 
+@pytest.mark.slow
 def test_zoo_unit_tests_pass_on_the_packaged_bundles(teacher_ckpt, student_ckpt, tmp_path):
     """``zoo/ci/unit_tests`` (the bundles' tests in the model zoo's form) run as the zoo runs its own, from a zoo
     root holding the unzipped bundles in ``models/``, without kd_components installed."""
@@ -260,6 +267,7 @@ def test_zoo_unit_tests_pass_on_the_packaged_bundles(teacher_ckpt, student_ckpt,
     assert (root / "models" / "brats_kdnet_teacher" / "models" / "model.pt").read_bytes() == shipped
 
 
+@pytest.mark.slow
 def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path):
     """--weights-url: no weights in the zip; monai.bundle download_large_files fetches them from the URL (served
     here from a local folder) and checks their md5, as the model zoo's ci/verify_bundle.py does."""
@@ -344,26 +352,13 @@ def test_package_student_teacher_beside_or_as_given(student_ckpt, tmp_path, kwar
     assert parser.get_parsed_content("teacher_ckpt") == expected
 
 
-def test_ill_package_missing_model_pt(tmp_path):
+def test_ill_package_missing_model_pt(tmp_path, capsys):
     bundle = tmp_path / "teacher"
     shutil.copytree(BUNDLES["teacher"], bundle, ignore=shutil.ignore_patterns("*.pt", "*.ts", "eval", "logs"))
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kd_components.tools.package",
-            "--bundle",
-            str(bundle),
-            "--output",
-            str(tmp_path / "dist"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert res.returncode == 1
-    assert res.stderr.strip().splitlines()[-1] == (
+    from kd_components.tools.package import main
+
+    assert main(["--bundle", str(bundle), "--output", str(tmp_path / "dist")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: '{bundle / 'models' / 'model.pt'}' does not exist: train the bundle first (python -m monai.bundle "
         f"run training --config_file {bundle / 'configs' / 'train.json'}) or pass --ckpt with the trained weights."
     )
@@ -419,6 +414,7 @@ def _monailabel_train(bundle_src, tmp_path, images, labels):
     return wf, bundle
 
 
+@pytest.mark.slow
 def test_monailabel_training_of_kd_student_with_stacked_images(packaged_student, tiny_phantom, tmp_path):
     from kd_components.data import find_cases, stack_case
 
@@ -430,6 +426,7 @@ def test_monailabel_training_of_kd_student_with_stacked_images(packaged_student,
     assert next((bundle / "models").glob("last_checkpoint_epoch=*.pt"), None) is not None
 
 
+@pytest.mark.slow
 def test_ill_monailabel_training_with_one_modality_images(packaged_student, tiny_phantom, tmp_path):
     from kd_components.data import find_cases
 

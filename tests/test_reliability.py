@@ -9,14 +9,12 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_workflow
+from conftest import REPO, refused, run_workflow
 from probes import with_probe
 
 from kd_components.errors import InputError
 from kd_components.training import AtomicCheckpointSaver
 from kd_components.training.checkpoints import last_checkpoint
-
-pytestmark = pytest.mark.slow
 
 TEACHER = REPO / "bundles" / "teacher" / "configs"
 SMALL = ["--roi_size", "[32, 32, 32]", "--num_workers", "0", "--init_filters", "8", "--device", "cpu"]
@@ -30,6 +28,7 @@ def _train_cli(tmp_path, data, *extra_configs, args=()):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_mid_epoch_reaches_the_same_epochs(tiny_phantom, tmp_path):
     kill = tmp_path / "kill.json"
     kill.write_text(json.dumps(with_probe({"_target_": "probes.KillAt", "epoch": 2, "iteration": 2})))
@@ -59,9 +58,20 @@ def test_resume_after_kill_mid_epoch_reaches_the_same_epochs(tiny_phantom, tmp_p
 
 
 def test_ill_resume_without_checkpoint(tiny_phantom, tmp_path):
-    res = _train_cli(tmp_path, tiny_phantom, args=["--resume", "true"])
-    assert res.returncode == 1
-    assert res.stderr.strip().splitlines()[-1] == (
+    line = refused(
+        "run",
+        "training",
+        "--config_file",
+        TEACHER / "train.json",
+        "--dataset_dir",
+        tiny_phantom,
+        "--bundle_root",
+        tmp_path / "run",
+        "--resume",
+        "true",
+        *SMALL,
+    )
+    assert line == (
         f"error: --resume true but '{tmp_path / 'run' / 'models'}' holds no 'last_checkpoint_epoch=N.pt' (one is "
         f"written after every epoch): start without --resume, or point --bundle_root / --ckpt_dir at the "
         f"interrupted run."
@@ -106,6 +116,7 @@ def _first_losses(tiny_phantom, tmp_path, name):
     return [json.loads(line)["loss"] for line in (folder / "rank0.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_same_seed_same_first_losses_on_cpu(tiny_phantom, tmp_path):
     sys.path.insert(0, str(REPO / "tests"))
     a = _first_losses(tiny_phantom, tmp_path, "a")
