@@ -27,6 +27,8 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
 - ``training.inference``: what the inference configs segment (both BraTS layouts) and the checks every scan passes
   before a label map is written.
+- ``training.weights``: ``model_settings.json`` beside ``model.pt`` (training window, channels, modality), read by
+  inference and evaluation so that the weights run as they were trained.
 - ``training.quality``: ``ValidationRecord`` (``validation.json`` beside the checkpoints), ``teacher_quality_gate``,
   ``margin_channel_weights`` (KD off where the teacher is not better).
 - ``training.stop``: ``StopOnBadInput`` (bad input ends a run at once: no final checkpoint, no traceback).

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -144,9 +145,11 @@ def region_metrics(
         else:
             pf, yf = pc[None, None].float(), yc[None, None].float()
             dice = float(compute_dice(pf, yf, include_background=True)[0, 0])
-            hd = float(
-                compute_hausdorff_distance(pf, yf, include_background=True, percentile=95, spacing=spacing)[0, 0]
-            )
+            with warnings.catch_warnings():  # MONAI's own deprecation notice inside HD95, nothing a caller can change
+                warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*")
+                hd = float(
+                    compute_hausdorff_distance(pf, yf, include_background=True, percentile=95, spacing=spacing)[0, 0]
+                )
         out[f"dice_{name.lower()}"], out[f"hd95_{name.lower()}"] = dice, hd
     return out
 
@@ -279,21 +282,27 @@ def read_per_case(path: str | os.PathLike) -> list[dict]:
 _LABELS = {"2021": "brats2021", "2023": "brats2023", "auto": "auto"}
 
 
+#: how far the two maps' affines may differ (mm for the origin, mm per voxel for spacing and direction).
+AFFINE_TOLERANCE = 1e-3
+
+
 def score_files(
-    reference: str | os.PathLike, prediction: str | os.PathLike, convention: str = "brats2023", labels: str = "auto"
+    reference: str | os.PathLike, prediction: str | os.PathLike, convention: str = "brats2021", labels: str = "auto"
 ) -> dict[str, dict[str, float]]:
     """Dice and HD95 per region of two BraTS label maps: ``{"ET": {"dice", "hd95"}, "TC": ..., "WT": ...}``.
 
     Args:
         reference: the ground-truth label map (NIfTI).
-        prediction: the predicted label map, on the same grid.
-        convention: metric rules, ``brats2023`` (official 2023+ tool) or ``brats2021``.
+        prediction: the predicted label map, on the same grid (shape, and affine within ``AFFINE_TOLERANCE``).
+        convention: metric rules, ``brats2021`` (default, as the bundles' ``metric_convention``) or ``brats2023``
+            (the official 2023+ tool).
         labels: label convention of both maps, ``2021`` (ET = 4), ``2023`` (ET = 3) or ``auto`` (from the
             reference's values; from the prediction's when the reference has no ET).
 
     Raises:
-        InputError: a missing or unreadable file, maps of different shapes, labels outside the convention, an
-            unknown convention.
+        InputError: a missing or unreadable file, maps of different shapes or affines (origin, spacing or
+            direction: the official BraTS tool refuses them too), labels outside the convention, an unknown
+            convention.
     """
     import nibabel as nib
 
@@ -308,11 +317,19 @@ def score_files(
             maps[role] = (np.asarray(img.dataobj), img)
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as e:
             raise InputError(f"--{role} '{path}' cannot be read ({' '.join(str(e).split())[:160]}).") from None
-    (ref, ref_img), (pred, _) = maps["reference"], maps["prediction"]
+    (ref, ref_img), (pred, pred_img) = maps["reference"], maps["prediction"]
     if ref.shape != pred.shape:
         raise InputError(
             f"--prediction '{prediction}' has shape {pred.shape} but --reference '{reference}' {ref.shape}: score "
             f"label maps on the same grid."
+        )
+    if not np.allclose(pred_img.affine, ref_img.affine, atol=AFFINE_TOLERANCE):
+        diff = np.abs(pred_img.affine - ref_img.affine)
+        what = [n for n, part in (("origin", diff[:3, 3]), ("spacing/direction", diff[:3, :3])) if part.max() > 1e-3]
+        raise InputError(
+            f"--prediction '{prediction}' has another affine than --reference '{reference}' ({' and '.join(what)} "
+            f"differ by up to {diff.max():.4g}): the maps are not on the same grid; resample the prediction onto the "
+            f"reference (or write it with the reference's header) before scoring."
         )
     label_convention = _LABELS[labels]
     if label_convention == "auto":
@@ -336,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("score", help="score a predicted label map against a reference; prints one JSON object")
     sc.add_argument("--reference", required=True, help="ground-truth label map (NIfTI)")
     sc.add_argument("--prediction", required=True, help="predicted label map on the same grid")
-    sc.add_argument("--convention", default="brats2023", help="brats2023 (official 2023+ rules, default) or brats2021")
+    sc.add_argument(
+        "--convention",
+        default="brats2021",
+        help="brats2021 (default, as the bundles' metric_convention) or brats2023 (the official 2023+ rules)",
+    )
     sc.add_argument("--labels", default="auto", help="label values: 2021 (ET 4), 2023 (ET 3) or auto (default)")
     args = ap.parse_args(argv)
     print(json.dumps(score_files(args.reference, args.prediction, args.convention, args.labels)))

@@ -125,7 +125,8 @@ def test_brats2023_rules_equal_the_official_tool(tmp_path, name):
 def test_score_command_prints_one_json_object(tmp_path):
     ref, pred = _write_case(tmp_path, "both_et_empty")
     res = subprocess.run(
-        [sys.executable, "-m", "kd_components.evaluation", "score", "--reference", str(ref), "--prediction", str(pred)],
+        [sys.executable, "-m", "kd_components.evaluation", "score", "--reference", str(ref), "--prediction", str(pred)]
+        + ["--convention", "brats2023"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -134,7 +135,7 @@ def test_score_command_prints_one_json_object(tmp_path):
     out = json.loads(res.stdout)
     assert list(out) == ["ET", "TC", "WT"] and math.isnan(out["ET"]["dice"]) and math.isnan(out["ET"]["hd95"])
     assert out["WT"]["dice"] == pytest.approx(float(OFFICIAL["results"]["both_et_empty"]["WT"]["dice"]))
-    disjoint = score_files(*_write_case(tmp_path, "disjoint"))
+    disjoint = score_files(*_write_case(tmp_path, "disjoint"), convention="brats2023")
     assert disjoint["ET"] == {"dice": 0.0, "hd95": math.inf}
     # the same maps under the 2021 rules: both empty is a perfect score, HD95 in mm
     old = score_files(*_write_case(tmp_path, "both_et_empty"), convention="brats2021")
@@ -154,6 +155,18 @@ def test_ill_score(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "small.nii.gz")
     with pytest.raises(InputError, match=r"has shape \(4, 4, 4\) but --reference .* \(32, 30, 28\)"):
         score_files(ref, tmp_path / "small.nii.gz")
+    moved = nib.load(pred)
+    affine = moved.affine.copy()
+    affine[0, 3] += 5.0  # the origin moved by 5 mm
+    nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), affine), tmp_path / "moved.nii.gz")
+    with pytest.raises(InputError, match=r"has another affine than --reference .* \(origin differ by up to 5\)"):
+        score_files(ref, tmp_path / "moved.nii.gz")
+    flipped = affine.copy()
+    flipped[0, 3] -= 5.0
+    flipped[:3, 0] *= -1  # an axis flipped: direction differs
+    nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), flipped), tmp_path / "flipped.nii.gz")
+    with pytest.raises(InputError, match=r"spacing/direction differ"):
+        score_files(ref, tmp_path / "flipped.nii.gz")
     with pytest.raises(InputError, match="--convention 'brats2019': use brats2023 or brats2021"):
         score_files(ref, pred, "brats2019")
     with pytest.raises(InputError, match=r"holds values \[0, 1, 2, 3\]; expected \[0, 1, 2, 4\]"):

@@ -63,6 +63,13 @@ def test_ill_student_datalist(tmp_path):
         student_datalist(None, tmp_path, "dwi")
 
 
+def _weights(tmp_path):
+    """A model.pt that is never read: inference refuses the scan before it loads weights."""
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "model.pt").write_bytes(b"not read")
+    return tmp_path / "models"
+
+
 def _bad_scans(tmp_path):
     """name -> (file, the phrase its refusal must hold)."""
     nan = np.ones((8, 8, 8), np.float32)
@@ -119,6 +126,8 @@ def test_ill_student_inference_writes_nothing_from_a_refused_scan(tmp_path, name
         "run",
         "--config_file",
         STUDENT / "inference.json",
+        "--ckpt_dir",
+        _weights(tmp_path),
         "--input_image",
         path,
         "--bundle_root",
@@ -138,6 +147,8 @@ def test_ill_teacher_inference_writes_nothing_from_a_refused_scan(tmp_path):
         "run",
         "--config_file",
         TEACHER / "inference.json",
+        "--ckpt_dir",
+        _weights(tmp_path),
         "--dataset_dir",
         tmp_path,
         "--data_list_file_path",

@@ -280,12 +280,14 @@ def test_evaluation_scores_what_inference_writes(bundle):
     transforms = evaluate["validate#preprocessing"]["transforms"]
     assert {**transforms[0], "keys": "image"} == inference["preprocessing"]["transforms"][0]
     assert transforms[-1] == inference["preprocessing"]["transforms"][1]
-    assert {**evaluate["validate#inferer"], "roi_size": "@roi_size"} == inference["inferer"]
-    # evaluation slides the window the model was trained with (a larger window pads small images with zeros and
-    # shifts the normalisation statistics: Dice fell from 0.61 to 0.23 on the 64^3 phantom); by default that is the
-    # window inference.json slides
-    assert evaluate["inference_roi_size"] == "@roi_size"
-    assert _load(bundle, "train.json")["roi_size"] == inference["roi_size"]
+    assert {**evaluate["validate#inferer"], "roi_size": "@window"} == inference["inferer"]
+    # both slide the window the weights were trained with (models/model_settings.json; a larger window pads small
+    # images with zeros and shifts the normalisation statistics: Dice fell from 0.61 to 0.23 on the 64^3 phantom),
+    # unless a window is given (evaluation: --inference_roi_size, inference: --roi_size)
+    window = {"_target_": "kd_components.training.weights.trained_window", "ckpt_dir": "@ckpt_dir"}
+    assert evaluate["validate#inferer"]["roi_size"] == {**window, "roi_size": "@inference_roi_size"}
+    assert inference["window"] == {**window, "roi_size": "@roi_size"}
+    assert evaluate["inference_roi_size"] is None and inference["roi_size"] is None
     assert evaluate["validate#postprocessing"]["transforms"][:3] == inference["postprocessing"]["transforms"][:3]
     for key in ("output_label_convention", "et_label"):
         assert evaluate[key] == inference[key]

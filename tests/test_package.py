@@ -433,3 +433,28 @@ def test_ill_monailabel_training_with_one_modality_images(packaged_student, tiny
     cases = find_cases(tiny_phantom)[:3]
     with pytest.raises(InputError, match=r"'image' has 1 channel\(s\).*MONAI Label's trainer hands the one image"):
         _monailabel_train(packaged_student, tmp_path, [c.files["t1ce"] for c in cases], [c.files["seg"] for c in cases])
+
+
+def test_package_carries_what_the_weights_were_trained_with(student_ckpt, tmp_path):
+    """model_settings.json beside the weights: its modality names the bundle, its window goes into the packaged
+    configs and the file into the zip's models/, so the packaged inference slides the trained window."""
+    from kd_components.training.weights import write_model_settings
+
+    models = tmp_path / "trained" / "models"
+    models.mkdir(parents=True)
+    shutil.copyfile(student_ckpt, models / "model.pt")
+    write_model_settings(models, [48, 48, 48], 1, "t2w")
+    out = package_bundle(
+        BUNDLES["student_kd"],
+        tmp_path / "dist",
+        ckpt=models / "model.pt",
+        overrides={"init_filters": 8},
+        torchscript=False,
+    )
+    assert out.name == "brats_kdnet_student_t2.zip"
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path / "x")
+    root = tmp_path / "x" / "brats_kdnet_student_t2"
+    assert json.loads((root / "models" / "model_settings.json").read_text())["roi_size"] == [48, 48, 48]
+    for name in ("inference.json", "train.json"):
+        assert json.loads((root / "configs" / name).read_text())["roi_size"] == [48, 48, 48]

@@ -331,3 +331,31 @@ def test_every_modality_selects_its_teacher_channel(modality, channel):
     parser.read_config(str(STUDENT / "train.json"))
     parser.update({"student_modality": modality})
     assert parser.get_parsed_content("student_channel") == channel
+
+
+@pytest.mark.slow
+def test_inference_defaults_to_the_training_window(tiny_phantom, teacher_ckpt, tmp_path):
+    """Trained on 32^3 crops, the student's inference.json run with its defaults slides the 32^3 window (read from
+    ``models/model_settings.json``) and writes the label map of an explicit ``--roi_size [32,32,32]``; the modality
+    comes from the same file."""
+    _train_kd(tmp_path, tiny_phantom, teacher_ckpt)  # TINY_RUN: roi_size 32^3
+    settings = json.loads((tmp_path / "student" / "models" / "model_settings.json").read_text())
+    assert settings["roi_size"] == [32, 32, 32] and settings["modality"] == "t1ce" and settings["in_channels"] == 1
+    image = sorted(tiny_phantom.glob("*/*_t1ce.nii.gz"))[-1]
+    maps = {}
+    for name, extra in {"defaults": {}, "explicit": {"roi_size": [32, 32, 32]}}.items():
+        wf = run_workflow(
+            STUDENT / "inference.json",
+            "run",
+            meta_file=STUDENT / "metadata.json",
+            tiny=False,
+            bundle_root=str(tmp_path / "student"),
+            input_image=str(image),
+            output_dir=str(tmp_path / name),
+            device="cpu",
+            num_workers=0,
+            **extra,
+        )
+        assert wf.parser.get_parsed_content("window") == [32, 32, 32]
+        maps[name] = np.asarray(nib.load(next((tmp_path / name).glob("*.nii.gz"))).dataobj)
+    assert np.array_equal(maps["defaults"], maps["explicit"])

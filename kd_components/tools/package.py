@@ -160,7 +160,8 @@ def package_bundle(
         config_files: overlays the weights were trained with (e.g. ``configs/unet.json``), merged into every
             packaged config that defines their ids.
         overrides: ``{id: value}`` set the same way (e.g. ``{"init_filters": 8}``).
-        student_modality: the student's input modality (student bundles; default the config's).
+        student_modality: the student's input modality (student bundles; default: the one recorded beside the
+            weights in ``model_settings.json``, else the training config's).
         torchscript: also export ``models/model.ts`` and check it against the eager network.
         weights_url: where the weights will be downloadable, written into ``large_files.yml``; when given, the
             zip leaves the weights out (the zoo's pull-request form) and they go to ``NAME_weights/`` beside it.
@@ -178,6 +179,7 @@ def package_bundle(
 
     from kd_components.brats import CHANNEL_NAMES, MODALITY_ALIASES
     from kd_components.training.checkpoints import load_network
+    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
 
     t0 = time.time()
     bundle = Path(bundle)
@@ -200,10 +202,21 @@ def package_bundle(
         except json.JSONDecodeError as e:
             raise InputError(f"--config-file '{overlay}' is not valid JSON ({e}).") from None
     flat = {p.name: read_config(p) for p in sorted(configs.glob("*.json")) if p.name != "metadata.json"}
+    # what the weights were trained with (training writes it beside model.pt): the window goes into the packaged
+    # configs, so that the packaged inference slides it without the file
+    settings = read_model_settings(ckpt.parent) or {}
+    if settings.get("roi_size"):
+        overrides.setdefault("roi_size", settings["roi_size"])
     is_student = "student_modality" in flat["inference.json"]
     modality = None
     if is_student:
-        modality = student_modality or overrides.get("student_modality") or flat["inference.json"]["student_modality"]
+        modality = (
+            student_modality
+            or overrides.get("student_modality")
+            or settings.get("modality")
+            or flat.get("train.json", {}).get("student_modality")
+            or "t1ce"
+        )
         if str(modality).lower() not in MODALITY_ALIASES:
             raise InputError(f"--student-modality '{modality}' is not a BraTS modality: use t1, t1ce, t2 or flair.")
         modality = MODALITY_ALIASES[str(modality).lower()]
@@ -246,6 +259,8 @@ def package_bundle(
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
         shutil.copytree(RUNTIME_SOURCE, stage / "kd_components", ignore=shutil.ignore_patterns(*RUNTIME_IGNORE))
+        if settings:
+            shutil.copyfile(ckpt.parent / SETTINGS_NAME, stage / "models" / SETTINGS_NAME)
 
         # the weights must load strictly into the packaged network definition
         inference_cfg = stage / "configs" / "inference.json"

@@ -1,0 +1,193 @@
+"""What the weights need travels with them: ``model_settings.json`` beside ``model.pt``.
+
+A SegResNet with GroupNorm segments well only with the window it was trained on: sliding a 128^3 window over a
+brain cropped to about 64^3 pads most of each window with zeros, which shifts the normalisation statistics
+(measured on the demo's student: Dice ET 0.107 / TC 0.024 / WT 0.116 at 128^3 against 0.840 / 0.330 / 0.703 at its
+48^3 training window). A one-channel student also runs on any modality without complaint. So training writes, beside
+its checkpoints, the window, the input channels and the student's modality; inference and evaluation read them:
+
+- ``write_model_settings``, in both bundles' ``training`` list (rank 0), writes the file;
+- ``trained_window``: the window to slide (``--roi_size`` unset: the trained one; set and different: used, with one
+  warning line that names the Dice risk);
+- ``trained_modality``: the student's modality (unset: the trained one; set and different: refused in one line by
+  ``check_modality``, which evaluation runs too).
+
+Weights without the file (the model zoo's, or from before 0.6) keep the configs' defaults, said in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from kd_components import brats
+from kd_components.errors import InputError
+from kd_components.files import atomic_write_text
+
+__all__ = [
+    "SETTINGS_NAME",
+    "check_modality",
+    "read_model_settings",
+    "require_weights",
+    "trained_modality",
+    "trained_window",
+    "write_model_settings",
+]
+
+logger = logging.getLogger("kd_components.weights")
+
+#: the file beside ``model.pt``.
+SETTINGS_NAME = "model_settings.json"
+#: the window of weights without settings (the configs' default before the settings existed, and the zoo's).
+DEFAULT_WINDOW = (128, 128, 128)
+
+
+def _window(roi_size: Sequence[int] | int, name: str = "roi_size") -> list[int]:
+    values = [int(roi_size)] * 3 if isinstance(roi_size, int) else [int(v) for v in roi_size]
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"{name} must be 3 sizes >= 1, got {roi_size!r}.")
+    return values
+
+
+def write_model_settings(
+    ckpt_dir: str | os.PathLike,
+    roi_size: Sequence[int],
+    in_channels: int,
+    modality: str | None = None,
+    normalisation: str = "nonzero, channel-wise",
+) -> Path | None:
+    """Write ``<ckpt_dir>/model_settings.json``: what inference needs to use these weights as trained.
+
+    Args:
+        ckpt_dir: where the training writes ``model.pt``.
+        roi_size: the training crop (the window inference should slide).
+        in_channels: the network's input channels.
+        modality: the student's modality (canonical name); None for the four-channel teacher.
+        normalisation: how the inputs were normalised (stated, for a reader).
+
+    Returns:
+        the file written, or None on a torchrun rank other than 0 (nothing written there).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return None
+    settings = {
+        "roi_size": _window(roi_size),
+        "in_channels": int(in_channels),
+        "modality": brats.canonical_modality(modality) if modality else None,
+        "channels": [brats.CHANNEL_NAMES[brats.canonical_modality(modality)]]
+        if modality
+        else [brats.CHANNEL_NAMES[m] for m in brats.TEACHER_CHANNELS],
+        "normalisation": normalisation,
+    }
+    path = Path(ckpt_dir) / SETTINGS_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(settings, indent=4) + "\n")
+    return path
+
+
+def read_model_settings(ckpt_dir: str | os.PathLike) -> dict | None:
+    """The settings beside the weights in ``ckpt_dir`` (None when there are none or they cannot be read)."""
+    try:
+        content = json.loads((Path(ckpt_dir) / SETTINGS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def require_weights(ckpt_dir: str | os.PathLike, name: str = "model.pt") -> Path:
+    """``<ckpt_dir>/model.pt``, refused in one line when it does not exist (before inference loads anything).
+
+    Raises:
+        InputError: no weights there, with where they usually are.
+    """
+    path = Path(ckpt_dir) / name
+    if not path.is_file():
+        raise InputError(
+            f"no weights to segment with: '{path}' does not exist; pass --ckpt_dir with the folder of a trained "
+            f"model.pt (after the README's demo: runs/demo/t1ce/seed0/kd/models for the student, runs/demo/teacher/"
+            f"models for the teacher), or train the bundle first."
+        )
+    return path
+
+
+def trained_window(ckpt_dir: str | os.PathLike, roi_size: Sequence[int] | int | None = None) -> list[int]:
+    """The sliding window for the weights in ``ckpt_dir``.
+
+    Args:
+        ckpt_dir: the folder of ``model.pt`` (and of ``model_settings.json`` when training wrote one).
+        roi_size: an explicit window (``--roi_size``), or None for the one the weights were trained with.
+
+    Returns:
+        ``roi_size`` when given (with a warning when it differs from the trained one); else the trained window;
+        else (no settings) 128^3.
+    """
+    settings = read_model_settings(ckpt_dir)
+    trained = _window(settings["roi_size"]) if settings and "roi_size" in settings else None
+    if roi_size is None:
+        if trained is None:
+            logger.info(
+                f"no {SETTINGS_NAME} beside the weights in '{ckpt_dir}': sliding the default window "
+                f"{'x'.join(map(str, DEFAULT_WINDOW))}; pass --roi_size with the window the weights were trained on"
+            )
+            return list(DEFAULT_WINDOW)
+        return trained
+    window = _window(roi_size)
+    if trained is not None and window != trained:
+        logger.warning(
+            f"--roi_size {'x'.join(map(str, window))} differs from the window the weights in '{ckpt_dir}' were "
+            f"trained on ({'x'.join(map(str, trained))}): another window changes the normalisation statistics at the "
+            f"padded borders and can lower Dice sharply; leave --roi_size unset to use the trained one"
+        )
+    return window
+
+
+def check_modality(ckpt_dir: str | os.PathLike, modality: str | None) -> str | None:
+    """Refuse a student modality other than the one the weights in ``ckpt_dir`` were trained on.
+
+    Args:
+        ckpt_dir: the folder of the weights (and of their ``model_settings.json``).
+        modality: the modality asked for; None (the four-channel teacher) checks nothing.
+
+    Returns:
+        the canonical name of ``modality`` (None for None).
+
+    Raises:
+        InputError: an unknown name, or one that differs from the trained modality.
+    """
+    if modality is None:
+        return None
+    try:
+        canonical = brats.canonical_modality(modality)
+    except ValueError as e:
+        raise InputError(f"--student_modality: {e}") from None
+    settings = read_model_settings(ckpt_dir)
+    trained = settings.get("modality") if settings else None
+    if trained is not None and canonical != trained:
+        raise InputError(
+            f"--student_modality {modality} but the weights in '{ckpt_dir}' were trained on {trained} "
+            f"({SETTINGS_NAME}): a one-channel student runs on any scan and segments the wrong one badly; pass "
+            f"--student_modality {trained}, or the weights of a {canonical} student."
+        )
+    return canonical
+
+
+def trained_modality(ckpt_dir: str | os.PathLike, modality: str | None = None) -> str:
+    """The student's modality for the weights in ``ckpt_dir``: ``modality`` if given (checked), else the trained one
+    (t1ce for weights without settings).
+
+    Raises:
+        InputError: as ``check_modality``.
+    """
+    if modality is not None:
+        return check_modality(ckpt_dir, modality)
+    settings = read_model_settings(ckpt_dir)
+    trained = settings.get("modality") if settings else None
+    if trained is None:
+        logger.info(f"no trained modality recorded beside the weights in '{ckpt_dir}': assuming t1ce")
+        return "t1ce"
+    return str(trained)
