@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -304,3 +305,55 @@ def test_check_inputs_accepts_items_given_directly(tmp_path):
     loss = DistillationLoss(seg_loss=torch.nn.MSELoss(), kd_loss=SigmoidKLDivLoss(), kd_weight=1.0)
     with pytest.raises(InputError, match=r"teacher checkpoint '.*t\.pt' does not exist"):
         check_inputs(tmp_path / "nope", tmp_path / "x.json", teacher_ckpt=tmp_path / "t.pt", loss=loss, data=items)
+
+
+def _leaky(tiny_phantom, change):
+    content = json.loads((tiny_phantom / "datalist.json").read_text())
+    change(content)
+    return content
+
+
+@pytest.mark.parametrize(
+    "change, phrase",
+    [
+        (lambda c: c["training"].append(c["training"][0]), "twice in 'training'"),
+        (lambda c: c["test"].append(c["training"][0]), "in 'training' and 'test'"),
+        (
+            lambda c: c["validation"].append({**c["training"][1], "case": "renamed"}),
+            "in 'training' and 'validation' (the same file",
+        ),
+    ],
+)
+def test_ill_datalist_that_leaks_is_refused_when_loaded_and_written(tiny_phantom, tmp_path, change, phrase):
+    content = _leaky(tiny_phantom, change)
+    (tmp_path / "leaky.json").write_text(json.dumps(content))
+    with pytest.raises(InputError, match=re.escape(phrase)) as e:
+        load_datalist(tmp_path / "leaky.json", "validation", tiny_phantom)
+    assert "every case must be in one split, once" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match=re.escape(phrase)):
+        write_datalist(content, tmp_path / "out.json", tiny_phantom)
+    assert not (tmp_path / "out.json").exists(), "a leaking datalist is not written"
+
+
+def test_ill_two_cases_sharing_files_through_symlinks(tiny_phantom, tmp_path):
+    data = tmp_path / "data"
+    src = sorted(p for p in tiny_phantom.iterdir() if p.is_dir())[:3]
+    for case in src:
+        shutil.copytree(case, data / case.name)
+    twin = data / "Twin_00001"  # another name, every file a link to a case already there
+    twin.mkdir()
+    for f in (data / src[0].name).iterdir():
+        (twin / f.name.replace(src[0].name, "Twin_00001")).symlink_to(f)
+    content = build_datalist(data, 0.34, 0.34, seed=0, check_images=False)
+    with pytest.raises(InputError, match=r"cases '.*' and '.*' .*\(the same file"):
+        write_datalist(content, tmp_path / "dl.json", data)
+
+
+def test_symlinked_case_folders_are_found(tiny_phantom, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = sorted(p for p in tiny_phantom.iterdir() if p.is_dir())
+    for case in cases:
+        (data / case.name).symlink_to(case, target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)  # a link back up the tree is walked once
+    assert [c.name for c in find_cases(data)] == [c.name for c in cases]

@@ -43,7 +43,7 @@ def test_ill_case_in_both_training_and_unlabelled(tiny_phantom, tmp_path):
     path, content = _split(tiny_phantom, tmp_path)
     content["training_unlabelled"].append(dict(content["training"][0], case="renamed"))  # same files, other name
     path.write_text(json.dumps(content))
-    with pytest.raises(InputError, match="in both 'training' and 'training_unlabelled'"):
+    with pytest.raises(InputError, match="in 'training' and 'training_unlabelled'"):
         load_training_items(path, tiny_phantom, "training_unlabelled")
 
 

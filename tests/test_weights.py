@@ -76,10 +76,9 @@ def test_ill_window(tmp_path):
 
 def test_ill_inference_without_weights_is_one_line(tmp_path):
     """The bundle's inference without a trained model.pt: one line naming the file and where weights usually are."""
-    from conftest import REPO, refused
-
     import nibabel as nib
     import numpy as np
+    from conftest import REPO, refused
 
     data = np.zeros((8, 8, 8), np.float32)
     data[2:6, 2:6, 2:6] = 1.0

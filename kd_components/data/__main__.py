@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     elif args.split_file:
         dl = build_datalist_from_split(args.data_dir, args.split_file, args.val_fraction, args.seed)
-        out = write_datalist(dl, args.output)
+        out = write_datalist(dl, args.output, args.data_dir)
     else:
         out = write_datalist(
-            build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output
+            build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output, args.data_dir
         )
     import json
 

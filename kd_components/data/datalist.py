@@ -30,6 +30,7 @@ __all__ = [
     "build_datalist_from_split",
     "read_split_file",
     "write_datalist",
+    "datalist_leaks",
     "load_datalist",
     "check_entry",
     "missing_data",
@@ -65,7 +66,13 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
     if not root.is_dir():
         raise InputError(f"data folder '{root}' does not exist: give the folder that holds the BraTS case folders.")
     cases: dict[Path, BratsCase] = {}
-    for folder, _, files in os.walk(root):
+    visited: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):  # symlinked case folders are cases too
+        real = os.path.realpath(folder)
+        if real in visited:  # a link back up the tree, or two links to one folder: walk it once
+            dirs[:] = []
+            continue
+        visited.add(real)
         for fname in sorted(files):
             m = _FILE_RE.match(fname)
             if m is None:
@@ -268,9 +275,61 @@ def build_datalist_from_split(
     }
 
 
-def write_datalist(datalist: dict, output: str | os.PathLike) -> Path:
-    """Write ``datalist`` as indented JSON (via a temporary file, so a kill never leaves half a file)."""
+def write_datalist(datalist: dict, output: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``datalist`` as indented JSON (via a temporary file, so a kill never leaves half a file).
+
+    Raises:
+        InputError: the datalist leaks (:func:`datalist_leaks`); nothing is written.
+    """
+    leaks = datalist_leaks(datalist, base_dir if base_dir is not None else Path(output).parent)
+    if leaks:
+        raise InputError(f"datalist for '{output}' not written: {leaks}")
     return atomic_write_text(output, json.dumps(datalist, indent=4) + "\n")
+
+
+def _split_lists(content: dict) -> dict[str, list]:
+    """The case lists of a datalist (every key whose value is a list of entries with an ``image``)."""
+    return {
+        k: v for k, v in content.items() if isinstance(v, list) and any(isinstance(i, dict) and "image" in i for i in v)
+    }
+
+
+def datalist_leaks(content: dict, base_dir: str | os.PathLike) -> str:
+    """What makes a datalist leak, in one sentence with the fix; empty when it does not.
+
+    A case (by name, or by any image or label file, paths resolved through symlinks) may be in one split once: the
+    same case twice in a split weighs it twice, a case in two splits (training and test) puts what is tested into
+    training, and two cases sharing a file are one case under two names. Any of these makes every reported number
+    wrong.
+    """
+    base = Path(base_dir)
+    owner: dict[str, tuple[str, str]] = {}  # key -> (split, case)
+    problems: list[str] = []
+    for split, items in _split_lists(content).items():
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            name = str(item.get("case") or f"entry {i}")
+            files = [item.get("image")] if isinstance(item.get("image"), str) else list(item.get("image") or [])
+            files += [item["label"]] if isinstance(item.get("label"), str) else []
+            keys = [f"case {name}"] if item.get("case") else []  # unnamed entries are told apart by their files
+            keys += [f"file {(base / f).resolve()}" for f in files]
+            for key in dict.fromkeys(keys):
+                if key in owner:
+                    other_split, other = owner[key]
+                    where = f"twice in '{split}'" if other_split == split else f"in '{other_split}' and '{split}'"
+                    what = f"case '{name}'" if other == name else f"cases '{other}' and '{name}'"
+                    via = "" if key.startswith("case ") else f" (the same file {key[5:]})"
+                    problems.append(f"{what} {where}{via}")
+                    break
+                owner[key] = (split, name)
+    if not problems:
+        return ""
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return (
+        f"it leaks: {'; '.join(problems[:3])}{more}; every case must be in one split, once, with files of its own: "
+        f"fix the lists, or rebuild the datalist with python -m kd_components.data datalist."
+    )
 
 
 def _header_shape(path: Path) -> tuple[int, ...]:
@@ -359,6 +418,9 @@ def load_datalist(
             f"datalist '{path}' is not valid JSON ({e}): rewrite it with 'kd_components.data datalist'."
         ) from None
     items = content.get(data_list_key) if isinstance(content, dict) else None
+    leaks = datalist_leaks(content, base) if isinstance(content, dict) else ""
+    if leaks:
+        raise InputError(f"datalist '{path}': {leaks}")
     if not isinstance(items, list) or not items:
         raise InputError(
             f"datalist '{path}' has no '{data_list_key}' cases: it needs a non-empty list under '{data_list_key}' "
@@ -392,14 +454,6 @@ def _join(item: dict, base: Path) -> dict:
 LABELLED_KEY = "labelled"
 
 
-def _case_keys(item: dict) -> set[str]:
-    """What identifies a case: its name and the resolved paths of its images."""
-    images = item.get("image")
-    images = [images] if isinstance(images, str) else list(images or [])
-    keys = {f"case:{item['case']}"} if item.get("case") else set()
-    return keys | {f"file:{Path(p).resolve()}" for p in images}
-
-
 def load_training_items(
     data_list_file_path: str | os.PathLike,
     base_dir: str | os.PathLike,
@@ -420,18 +474,12 @@ def load_training_items(
         unlabelled_split: datalist key of the cases used without their labels; None for none.
 
     Raises:
-        InputError: as :func:`load_datalist`; a case (by name or by an image file) in both splits.
+        InputError: as :func:`load_datalist`, whose leak check refuses a case (by name or by a file) in both splits.
     """
     items = load_datalist(data_list_file_path, "training", base_dir, n_channels, missing_ok=missing_ok)
     if not unlabelled_split:
         return items
+    # a case in both splits is refused by load_datalist's leak check (datalist_leaks), with the two split names
     extra = load_datalist(data_list_file_path, str(unlabelled_split), base_dir, n_channels)
-    seen = {k: item.get("case", "?") for item in items for k in _case_keys(item)}
-    both = sorted({str(seen[k]) for item in extra for k in _case_keys(item) if k in seen})
-    if both:
-        raise InputError(
-            f"datalist '{data_list_file_path}': case(s) {', '.join(both)} are in both 'training' and "
-            f"'{unlabelled_split}': a case is either labelled or not; remove it from one of the two splits."
-        )
     withheld = [{**{k: v for k, v in item.items() if k != "label"}, LABELLED_KEY: False} for item in extra]
     return [{**item, LABELLED_KEY: True} for item in items] + withheld
