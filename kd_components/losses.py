@@ -10,9 +10,11 @@ and returns every term (``{"loss", "loss_seg", "loss_kd", "loss_feat"}``, as mdi
 The losses hold no state: the teacher's outputs are arguments of each call (as in torchdistill), handed over by
 ``kd_components.training.DistillationTrainer``, which runs the teacher inside the iteration.
 
-Balance. A KL term averaged over every voxel of a crop is dominated by confident background voxels; at
-``kd_weight * T^2 >= 2`` it swamps a Dice term and a student learns to predict empty TC and ET. The output
-terms therefore offer two ways to keep the terms comparable, both on by default:
+Balance. The defaults are the bundles' recipe, chosen on validation (docs/results.md): the KL averaged over every
+voxel of the crop (``region="all"``, ``balanced=False``) at ``kd_weight * T^2 = 1``. A KL term averaged over every
+voxel is dominated by confident background voxels; at ``kd_weight * T^2 >= 2`` it can swamp a Dice term and a
+student learns to predict empty TC and ET (the collapse guard of ``training.quality`` says so in one line). The
+output terms offer two ways to keep the terms comparable at such weights:
 
 - ``region="tumour"``: average only over a neighbourhood of the tumour (the ground-truth or teacher whole
   tumour, dilated by ``margin`` voxels), where the teacher's soft targets carry information;
@@ -148,9 +150,9 @@ class SigmoidKLDivLoss(_OutputKD):
     def __init__(
         self,
         temperature: float = 2.0,
-        region: str = "tumour",
+        region: str = "all",
         margin: int = 4,
-        balanced: bool = True,
+        balanced: bool = False,
         wt_channel: int = 1,
         channel_weights: list[float] | tuple[float, ...] | None = None,
     ):

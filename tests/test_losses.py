@@ -291,3 +291,19 @@ def test_ill_channel_weights():
         RegionClassKLDivLoss(channel_weights=[1, 1, 1])
     with pytest.raises(ValueError, match=r"needs TC, WT and ET outputs \(3 channels\), got \(1, 2, 2, 2, 2\)"):
         RegionClassKLDivLoss()(torch.zeros(1, 2, 2, 2, 2), torch.zeros(1, 2, 2, 2, 2))
+
+
+def test_defaults_are_the_bundles_recipe():
+    """The loss classes' defaults are what the student bundle trains with (one recipe, stated once)."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).parents[1] / "bundles" / "student_kd" / "configs" / "train.json").read_text())
+    kd = SigmoidKLDivLoss()
+    assert (kd.temperature, kd.region, kd.margin, kd.balanced) == (
+        config["kd_temperature"],
+        config["kd_region"],
+        config["kd_margin"],
+        config["kd_balanced"],
+    )
+    assert FeatureDistillationLoss().distance == config["feature_distance"]
