@@ -57,8 +57,8 @@ def _kd_training(stages):
     return next(s for s in stages if s.name.endswith("KD: training"))
 
 
-@pytest.mark.parametrize("quick, flag, expected", [(False, None, "True"), (True, None, "False"), (True, True, "True")])
-def test_plan_distils_by_the_teacher_margin_by_default(tmp_path, quick, flag, expected):
+@pytest.mark.parametrize("quick, flag, expected", [(False, None, "False"), (True, None, "False"), (True, True, "True")])
+def test_plan_passes_the_margin_rule_and_the_seeds_baseline(tmp_path, quick, flag, expected):
     stages = demo.plan(tmp_path, None, quick, ["t1ce"], [0], kd_follow_margin=flag)
     names = [s.name for s in stages]
     assert names.index("t1ce student, seed 0, baseline: training") < names.index("t1ce student, seed 0, KD: training")
