@@ -171,3 +171,15 @@ def test_report_names_the_regions_kd_was_switched_off(runs, config, expected):
     text = write_report(runs, runs / "r_margin").read_text()
     assert ("T1c seed 0: off on ET; T1c seed 1: off on WT." in text) is expected
     assert ("kd_follow_margin" in text) is expected
+
+
+def test_report_states_the_et_post_processing(runs):
+    from kd_components.tools.report import write_report
+
+    assert "ET post-processing: none" in write_report(runs, runs / "r_none").read_text()
+    for summary in runs.rglob("metrics_summary.json"):
+        content = json.loads(summary.read_text())
+        content["tags"]["et_min_voxels"] = 500
+        summary.write_text(json.dumps(content))
+    text = write_report(runs, runs / "r_rule").read_text()
+    assert "a predicted ET smaller than 500 voxels relabelled as necrosis (`et_min_voxels`" in text

@@ -80,3 +80,29 @@ def test_ill_arguments():
         regions_to_labels(torch.zeros(2, 4, 1, 1))
     with pytest.raises(ValueError, match="must have one channel"):
         labels_to_regions(torch.zeros(2, 4, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "et_voxels, min_voxels, et_kept",
+    [(3, 0, True), (3, 4, False), (4, 4, True), (0, 4, True)],  # off; below: relabelled; at the threshold: kept
+)
+def test_small_enhancing_tumour_becomes_core(et_voxels, min_voxels, et_kept):
+    from kd_components.transforms import SmallEnhancingToCored
+
+    regions = torch.zeros(3, 4, 4, 4)
+    regions[1, :2] = 1  # whole tumour: 32 voxels
+    regions[2].view(-1)[:et_voxels] = 1  # ET voxels (not marked as TC: the rule puts them into TC)
+    out = SmallEnhancingToCored("pred", min_voxels)({"pred": regions})["pred"]
+    if et_kept:
+        assert torch.equal(out, regions)
+    else:
+        assert out[2].sum() == 0 and out[0].sum() == et_voxels and out[1].sum() == regions[1].sum()
+
+
+def test_ill_small_enhancing_threshold():
+    from kd_components.transforms import SmallEnhancingToCored, small_enhancing_to_core
+
+    with pytest.raises(ValueError, match="et_min_voxels must be >= 0"):
+        SmallEnhancingToCored("pred", -1)
+    with pytest.raises(ValueError, match=r"needs TC, WT, ET channels, got shape \(2, 4, 4, 4\)"):
+        small_enhancing_to_core(torch.zeros(2, 4, 4, 4), 5)

@@ -52,6 +52,7 @@ def collect(runs: Path) -> list[dict]:
                 "model": str(tags.get("model", "?")),
                 "modality": str(tags.get("modality", "all")),
                 "seed": int(tags.get("seed", 0)),
+                "et_min_voxels": int(tags.get("et_min_voxels", 0) or 0),
                 "rows": read_per_case(per_case),
                 "dir": summary.parent,
                 # the demo and the ablation write each evaluation into a folder named after its split
@@ -175,8 +176,8 @@ def write_report(runs: Path, output: Path, command: str | None = None, split: st
         f"Evaluations found under `{runs.name}/`: {len(evals)}; {max(len(e['rows']) for e in evals)} {split} case(s) "
         f"each. Metrics per {split} case on the label map inference writes, BraTS regions; "
         + "; ".join(rules.get(c, c) for c in conventions)
-        + f". Means over {split} cases, averaged over seeds (± the standard deviation over seeds when there are "
-        "several).",
+        + f". {_et_rule(evals)} Means over {split} cases, averaged over seeds (± the standard deviation over seeds "
+        "when there are several).",
         "",
         "## Dice and HD95 per region",
         "",
@@ -297,6 +298,18 @@ def _headline(groups: dict, modalities: list[str], split: str) -> list[str]:
     if not parts:
         return []
     return [f"**Headline, KD − baseline Dice [95% CI]**: {' | '.join(parts)}. Note: {CONVERGED_FINDING}."]
+
+
+def _et_rule(evals: list[dict]) -> str:
+    """The ET post-processing the evaluations used, in one sentence (published single-modality tables use one)."""
+    values = sorted({e.get("et_min_voxels", 0) for e in evals})
+    if values == [0]:
+        return "ET post-processing: none (a predicted ET of any size counts as ET)."
+    return (
+        "ET post-processing: a predicted ET smaller than "
+        + " / ".join(f"{v} voxels" for v in values)
+        + " relabelled as necrosis (`et_min_voxels`, as RFNet and mmFormer report ET)."
+    )
 
 
 def _margin_line(runs: Path, groups: dict) -> list[str]:
