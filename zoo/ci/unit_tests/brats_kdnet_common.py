@@ -27,14 +27,18 @@ from utils import check_workflow
 
 
 def write_random_brats(dataset_dir: str, bundle_root: str, num_cases: int = 8, shape=(48, 48, 48)) -> str:
-    """``num_cases`` cases ``BraTS2021_0000N/BraTS2021_0000N_{t1,t1ce,t2,flair,seg}.nii.gz`` of random values
-    (labels 0, 1, 2, 4), and their datalist written by the bundle's ``scripts/prepare_datalist.py``; its path."""
+    """``num_cases`` cases ``BraTS2021_0000N/BraTS2021_0000N_{t1,t1ce,t2,flair,seg}.nii.gz`` of random values inside
+    a central box and 0 outside it, as a skull-stripped BraTS scan (the bundles refuse a scan without a zero
+    background), labels 0, 1, 2, 4, and their datalist written by the bundle's ``scripts/prepare_datalist.py``; its
+    path."""
     rng = np.random.default_rng(0)
+    brain = np.zeros(shape, dtype=bool)
+    brain[tuple(slice(s // 6, s - s // 6) for s in shape)] = True
     for s in range(num_cases):
         case = f"BraTS2021_{s:05d}"
         os.makedirs(os.path.join(dataset_dir, case))
         for suffix in ("t1", "t1ce", "t2", "flair"):
-            image = rng.integers(1, 100, size=shape).astype(np.float32)
+            image = np.where(brain, rng.integers(1, 100, size=shape), 0).astype(np.float32)
             nib.save(nib.Nifti1Image(image, np.eye(4)), os.path.join(dataset_dir, case, f"{case}_{suffix}.nii.gz"))
         label = rng.choice(np.array([0, 1, 2, 4], dtype=np.uint8), size=shape)
         nib.save(nib.Nifti1Image(label, np.eye(4)), os.path.join(dataset_dir, case, f"{case}_seg.nii.gz"))
