@@ -43,7 +43,7 @@ def _check_run(records, root: Path, epochs: int):
     last = [r["loss"] for r in records if r["epoch"] == epochs]
     assert sum(last) / len(last) < sum(first) / len(first), f"loss did not fall: {first} -> {last}"
     names = sorted(p.name for p in (root / "models").iterdir())
-    assert names == [f"last_checkpoint_epoch={epochs}.pt", "model.pt", "validation.json"]
+    assert names == [f"last_checkpoint_epoch={epochs}.pt", "model.pt", "model_settings.json", "validation.json"]
     events = list((root / "eval").rglob("events.out.tfevents.*"))
     writers = {p.name.split(".")[-2] for p in events}  # events.out.tfevents.<time>.<host>.<pid>.<n>
     assert events and len(writers) == 1, f"TensorBoard files of one process (rank 0) expected, found {events}"

@@ -46,7 +46,12 @@ def test_training_writes_one_checkpoint_per_purpose(trained):
     tmp, state = trained
     models = tmp / "bundle" / "models"
     # the best weights, the last epoch's state for --resume, the validation record: no third copy
-    assert sorted(p.name for p in models.iterdir()) == ["last_checkpoint_epoch=2.pt", "model.pt", "validation.json"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "last_checkpoint_epoch=2.pt",
+        "model.pt",
+        "model_settings.json",
+        "validation.json",
+    ]
     best = torch.load(models / "model.pt", weights_only=True)
     last = torch.load(models / "last_checkpoint_epoch=2.pt", weights_only=True)
     assert "convInit.conv.weight" in best, "best checkpoint is a plain state dict, as model-zoo model.pt"
@@ -126,11 +131,23 @@ def test_ill_dataset_dir_is_one_line_before_training(tmp_path):
 @pytest.mark.slow
 def test_trains_on_real_brats2023_case(real_case_dir, tmp_path):
     """The real 2023 case (labels 1/2/3, 240x240x155) goes through the same training config."""
+    import shutil
+
     from kd_components.data import build_datalist, write_datalist
 
-    dl = build_datalist(real_case_dir, val_fraction=0, test_fraction=0)
-    dl["validation"] = dl["training"]
-    write_datalist(dl, tmp_path / "real.json")
+    # one real case: it trains, and a renamed copy of it validates (the same case in two splits is refused as a leak)
+    data = tmp_path / "data"
+    for src in sorted(p for p in real_case_dir.iterdir() if p.is_dir())[:1]:
+        shutil.copytree(src, data / src.name)
+        twin = data / f"{src.name}-copy"
+        twin.mkdir()
+        for f in src.iterdir():
+            shutil.copyfile(f, twin / f.name.replace(src.name, twin.name))
+    real_case_dir = data
+    dl = build_datalist(data, val_fraction=0, test_fraction=0)
+    dl["validation"] = [e for e in dl["training"] if e["case"].endswith("-copy")]
+    dl["training"] = [e for e in dl["training"] if not e["case"].endswith("-copy")]
+    write_datalist(dl, tmp_path / "real.json", data)
     wf = _workflow(
         ["train.json"],
         "training",
