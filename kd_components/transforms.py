@@ -163,6 +163,13 @@ class RegionsToBratsLabeld(MapTransform):
         return d
 
 
+def _min_voxels(value: int) -> int:
+    """``et_min_voxels`` checked once for the function and the transform."""
+    if int(value) < 0:
+        raise ValueError(f"et_min_voxels must be >= 0 voxels (0: no post-processing), got {value}.")
+    return int(value)
+
+
 def small_enhancing_to_core(regions: torch.Tensor, min_voxels: int) -> torch.Tensor:
     """The literature's ET post-processing: a predicted enhancing tumour of fewer than ``min_voxels`` voxels in
     total is relabelled as necrosis (tumour core without ET), as RFNet, mmFormer and DeMoSeg report ET.
@@ -177,13 +184,12 @@ def small_enhancing_to_core(regions: torch.Tensor, min_voxels: int) -> torch.Ten
     Raises:
         ValueError: a negative threshold, or not 3 channels.
     """
-    if int(min_voxels) < 0:
-        raise ValueError(f"et_min_voxels must be >= 0 voxels (0: no post-processing), got {min_voxels}.")
+    min_voxels = _min_voxels(min_voxels)
     if regions.shape[0] != 3:
         raise ValueError(f"small_enhancing_to_core needs TC, WT, ET channels, got shape {tuple(regions.shape)}.")
     et = regions[2] > 0
     count = int(et.sum())
-    if min_voxels == 0 or count == 0 or count >= int(min_voxels):
+    if min_voxels == 0 or count == 0 or count >= min_voxels:
         return regions
     out = regions.clone()
     out[0] = torch.where(et, torch.ones_like(out[0]), out[0])  # necrosis is core
@@ -206,9 +212,7 @@ class SmallEnhancingToCored(MapTransform):
 
     def __init__(self, keys: KeysCollection, min_voxels: int = 0, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        if int(min_voxels) < 0:
-            raise ValueError(f"et_min_voxels must be >= 0 voxels (0: no post-processing), got {min_voxels}.")
-        self.min_voxels = int(min_voxels)
+        self.min_voxels = _min_voxels(min_voxels)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

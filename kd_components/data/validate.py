@@ -29,7 +29,7 @@ import numpy as np
 from kd_components.brats import LABEL_VALUES
 from kd_components.files import atomic_write_text
 
-__all__ = ["MIN_ZERO_FRACTION", "case_problems", "flush", "image_problems", "reset"]
+__all__ = ["MIN_ZERO_FRACTION", "case_problems", "dimension_problem", "flush", "image_problems", "reset"]
 
 #: below this fraction of voxels at exactly 0 a scan has no zero background (skull-stripped BraTS: about 0.8).
 MIN_ZERO_FRACTION = 0.01
@@ -95,7 +95,7 @@ def flush() -> None:
         _DIRTY.discard(path)
 
 
-def _dimension_problem(shape: tuple[int, ...]) -> str:
+def dimension_problem(shape: tuple[int, ...]) -> str:
     """What is wrong with an image that is not a 3-D volume, and how to fix it."""
     if len(shape) > 3 and all(s == 1 for s in shape[3:]):
         return (
@@ -163,7 +163,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
             )
             continue
         if len(img.shape) != 3:
-            problems.append(f"case '{name}': {role} file '{path}' {_dimension_problem(tuple(img.shape))}")
+            problems.append(f"case '{name}': {role} file '{path}' {dimension_problem(tuple(img.shape))}")
             continue
         shape, affine = tuple(img.shape[:3]), img.affine
         if ref_shape is None:

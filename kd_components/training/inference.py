@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kd_components import brats
-from kd_components.data.validate import _dimension_problem, case_problems, image_problems
+from kd_components.data.validate import case_problems, dimension_problem, image_problems
 from kd_components.errors import InputError
 
 __all__ = ["check_images", "find_images", "student_datalist", "teacher_datalist"]
@@ -129,7 +129,7 @@ def _other_image_problems(path: str) -> list[str]:
         reason = " ".join(str(e).split())[:160]
         return [f"image '{path}' cannot be read ({type(e).__name__}: {reason}); re-export it"]
     if data.ndim != 3:
-        return [f"image '{path}' {_dimension_problem(tuple(data.shape))}"]
+        return [f"image '{path}' {dimension_problem(tuple(data.shape))}"]
     return [f"'{path}' {p}" for p in image_problems(data.numpy())]
 
 
