@@ -160,3 +160,15 @@ def test_ill_teacher_inference_writes_nothing_from_a_refused_scan(tmp_path):
     )
     assert str(path) in line and "NaN/Inf" in line
     assert not (tmp_path / "pred").exists()
+
+
+def test_ill_stacked_teacher_image_checked_per_channel(tmp_path):
+    """One file with the teacher's four channels on its last axis (MONAI Label's form): each channel is checked."""
+    data = np.zeros((8, 8, 8, 4), np.float32)
+    data[2:6, 2:6, 2:6] = 1.0
+    good = _scan(tmp_path / "stack.nii.gz", data)
+    assert check_images([{"image": str(good)}], channels=4) == [{"image": str(good)}]
+    data[0, 0, 0, 3] = np.nan
+    bad = _scan(tmp_path / "stack_nan.nii.gz", data)
+    with pytest.raises(InputError, match=r"'.*stack_nan.nii.gz' channel 3 has 1 NaN/Inf voxel"):
+        check_images([{"image": str(bad)}], channels=4)

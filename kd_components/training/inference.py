@@ -119,8 +119,10 @@ def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | 
     return items
 
 
-def _other_image_problems(path: str) -> list[str]:
-    """The checks of ``case_problems`` for a file nibabel does not read (DICOM folder, NRRD, MHA), through MONAI."""
+def _other_image_problems(path: str, channels: int = 1) -> list[str]:
+    """The checks of ``case_problems`` for a file read through MONAI: a DICOM folder, NRRD, MHA, or one file that
+    stacks all ``channels`` on its last axis (the teacher's 4-channel image, as MONAI Label hands it over), each
+    channel checked as its own scan."""
     from monai.transforms import LoadImage
 
     try:
@@ -128,8 +130,12 @@ def _other_image_problems(path: str) -> list[str]:
     except Exception as e:  # noqa: BLE001, B036 - any reader failure means the same to the user
         reason = " ".join(str(e).split())[:160]
         return [f"image '{path}' cannot be read ({type(e).__name__}: {reason}); re-export it"]
-    if data.ndim != 3:
-        return [f"image '{path}' {dimension_problem(tuple(data.shape))}"]
+    shape = tuple(data.shape)
+    if channels > 1 and len(shape) == 4 and shape[-1] == channels:
+        array = data.numpy()
+        return [f"'{path}' channel {c} {p}" for c in range(channels) for p in image_problems(array[..., c])]
+    if len(shape) != 3:
+        return [f"image '{path}' {dimension_problem(shape)}"]
     return [f"'{path}' {p}" for p in image_problems(data.numpy())]
 
 
@@ -151,8 +157,8 @@ def check_images(datalist: Sequence[dict], channels: int = 1) -> list[dict]:
         if nifti and not (channels > 1 and len(images) == 1):  # a stacked 4-D teacher image is not a 3-D volume
             found = case_problems(Path(images[0]).name, [Path(p) for p in images], None)
             problems += [p.split(": ", 1)[1] for p in found]  # without the "case 'NAME': " of training's messages
-        elif len(images) == 1 and channels == 1:
-            problems += _other_image_problems(str(images[0]))
+        elif len(images) == 1:  # a DICOM folder, NRRD or MHA; or the teacher's channels stacked in one file
+            problems += _other_image_problems(str(images[0]), channels)
     if problems:
         more = f" ({len(problems) - 1} other problem(s) too)" if len(problems) > 1 else ""
         raise InputError(f"{problems[0]}{more}; no label map written.")
