@@ -37,7 +37,8 @@ The library (no Ignite engines, raises ``ValueError``):
 
 ``tools``, commands (``python -m kd_components.tools.NAME``): ``tools.demo``, ``tools.bench``, ``tools.package``,
 ``tools.cache`` (teacher logits), ``tools.report``, ``tools.ablation`` (distillation settings x modalities x
-seeds, scored on validation), ``tools.curves`` (learning curves of a study). Every command's ``main`` goes through
+seeds, scored on validation), ``tools.curves`` (learning curves of a study), ``tools.configs`` (the
+student's configs generated from the teacher's plus overlays; ``--check``). Every command's ``main`` goes through
 ``errors.command``, the one wrapper that turns an ``InputError`` into its line on stderr and exit status 1.
 """
 

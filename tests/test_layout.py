@@ -4,7 +4,6 @@ repeats the teacher's recipe exactly where it shares it, and the package's wings
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 from conftest import REPO
 
 import kd_components
+from kd_components.tools import configs
 
 BUNDLES = REPO / "bundles"
 PACKAGE = REPO / "kd_components"
@@ -78,106 +78,43 @@ def _env_without_repo() -> dict:
 
 
 # ------------------------------------------------------------------------------------------- shared recipe
-#: ids the student copies from the teacher's train.json unchanged
-SHARED_TRAIN_IDS = [
-    "imports",
-    "ckpt_dir",
-    "output_dir",
-    "log_dir",
-    "dataset_dir",
-    "data_list_file_path",
-    "val_datalist",
-    "device",
-    "amp",
-    "is_not_rank0",
-    "seed",
-    "epochs",
-    "val_interval",
-    "learning_rate",
-    "roi_size",
-    "batch_size",
-    "num_workers",
-    "cache_rate",
-    "loader_workers",
-    "init_filters",
-    "network_def",
-    "network",
-    "optimizer",
-    "lr_scheduler",
-    "train_sampler",
-    "val_sampler",
-    "resume",
-    "resume_ckpt",
-    "best_metric_state",
-    "val_handlers",
-    "validate",
-    "training",
-    "run",
-]
-SHARED_TRAIN_SECTIONS = ["dataset", "dataloader", "inferer", "postprocessing", "key_metric"]
+def test_student_configs_are_the_teachers_plus_their_overlays():
+    """The committed student configs are what ``python -m kd_components.tools.configs`` generates (the teacher's
+    configs with ``bundles/student_kd/overlays/*.json`` merged in): the recipe is written once."""
+    assert configs.check() == [], "run `python -m kd_components.tools.configs`"
+    assert configs.main(["--check"]) == 0
 
 
-def _teacher_keys(node):
-    """The student's transforms with the keys cached logits add (``@spatial_keys``) written as the teacher's, and
-    without what cases of the unlabelled split need (a label the loader may miss, ``WithheldLabeld``)."""
-    node = [t for t in copy.deepcopy(node) if t.get("_target_") != "kd_components.transforms.WithheldLabeld"]
-    for t in node:
-        if t.get("_target_") == "LoadImaged":
-            t.pop("allow_missing_keys", None)
-        if t.get("keys") == "@spatial_keys":
-            t["keys"] = ["image", "label"]
-            t.pop("allow_missing_keys", None)
-    return node
+@pytest.mark.parametrize("name", sorted(p.name for p in (BUNDLES / "student_kd" / "overlays").glob("*.json")))
+def test_every_overlay_id_changes_something(name):
+    """An overlay restates nothing of the teacher's: each id adds, extends, removes or changes a value."""
+    teacher, overlay = _load("teacher", name), json.loads((BUNDLES / "student_kd" / "overlays" / name).read_text())
+    for key, value in overlay.items():
+        if key[0] in "+~":
+            continue
+        try:
+            parent, last = configs._locate(teacher, key.split("#"), key)
+        except ValueError:
+            continue  # reaches below a key the overlay adds
+        present = last in parent if isinstance(parent, dict) else True
+        if present:
+            current = parent[last] if isinstance(parent, dict) else parent[int(last)]
+            assert current != value, f"overlays/{name}: '{key}' restates the teacher's value"
 
 
-def test_student_repeats_the_teachers_recipe():
+def test_the_students_recipe_shares_what_it_should():
+    """What the generation guarantees, read as a user would: the student's supervised term, network shape, data and
+    schedule are the teacher's; only the input channels and the distillation differ."""
     teacher, student = _load("teacher", "train.json"), _load("student_kd", "train.json")
-    for key in SHARED_TRAIN_IDS:
-        assert student[key] == teacher[key], f"'{key}' differs between the teacher's and the student's train.json"
-    for key in SHARED_TRAIN_SECTIONS:
-        assert student["train"][key] == teacher["train"][key], f"'train#{key}' differs"
-    for key in ("preprocessing_transforms", "random_transforms"):
-        assert _teacher_keys(student["train"][key]) == teacher["train"][key], f"'train#{key}' differs"
-    assert student["seg_loss"] == teacher["loss"], "the student's supervised term is the teacher's loss"
-    # the student's training items add the unlabelled split (None: the teacher's items)
-    assert teacher["train_datalist"].startswith("$kd_components.data.load_datalist(@data_list_file_path, 'training'")
-    assert student["train_datalist"] == (
-        "$kd_components.data.load_training_items(@data_list_file_path, @dataset_dir, @unlabelled_split)"
-    )
-    assert student["unlabelled_split"] is None
+    for key in ("seg_loss", "network_def", "optimizer", "lr_scheduler", "roi_size", "epochs", "val_datalist"):
+        assert student[key] == teacher[key], key
     assert {**student["teacher_def"], "in_channels": "@in_channels", "init_filters": "@init_filters"} == teacher[
         "network_def"
     ], "teacher_def is the teacher's network"
-    # the student's handlers are the teacher's plus one TensorBoard handler for every loss term; its resume and
-    # interval checkpoint also hold the feature adapter
-    s_handlers = [
-        h for h in student["train"]["handlers"] if h.get("output_transform") != "$kd_components.training.loss_terms"
-    ]
-    for h in s_handlers:
-        h.get("load_dict", {}).pop("feature_adapter", None)
-        h.get("save_dict", {}).pop("feature_adapter", None)
-    assert s_handlers == teacher["train"]["handlers"]
-    assert (
-        student["train"]["additional_metrics"]["train_epoch_loss"]
-        == teacher["train"]["additional_metrics"]["train_epoch_loss"]
-    )
-    shared = {k: v for k, v in teacher["train"]["trainer"].items() if k not in ("_target_", "prepare_batch")}
-    assert {k: student["train"]["trainer"][k] for k in shared} == shared
-
-
-def test_student_overlays_repeat_the_teachers():
+    assert teacher["loss"] == "@seg_loss" and student["loss"]["seg_loss"] == "@seg_loss"
+    assert student["initialize"] == teacher["initialize"] == ["@checks"], "the checks every run makes: one id"
     t_multi, s_multi = _load("teacher", "multi_gpu_train.json"), _load("student_kd", "multi_gpu_train.json")
-    assert {k: v for k, v in s_multi.items() if k != "initialize"} == {
-        k: v for k, v in t_multi.items() if k != "initialize"
-    }
-    # the overlays' initialize: the process group first, then each bundle's own checks
-    t_own, s_own = _load("teacher", "train.json")["initialize"], _load("student_kd", "train.json")["initialize"]
-    assert s_multi["initialize"][:3] == t_multi["initialize"][:3]
-    assert t_multi["initialize"][3:] == t_own and s_multi["initialize"][3:-1] == s_own
-    t_eval, s_eval = _load("teacher", "evaluate.json"), _load("student_kd", "evaluate.json")
-    assert {k: v for k, v in s_eval.items() if k != "eval_tags"} == {
-        k: v for k, v in t_eval.items() if k != "eval_tags"
-    }
+    assert s_multi["initialize"][:-1] == t_multi["initialize"] and "@checks" in t_multi["initialize"]
 
 
 def test_teacher_configs_know_nothing_of_the_student():
@@ -185,7 +122,7 @@ def test_teacher_configs_know_nothing_of_the_student():
         if config.name == "metadata.json":
             continue  # its description may say what the teacher is for
         text = config.read_text()
-        for word in ("student", "kd_handlers", "feature_layer", "spatial_keys", "allow_missing_keys"):
+        for word in ("student", "kd_handlers", "feature_layer", "teacher_logit", "WithheldLabeld"):
             assert word not in text, f"{config.name} mentions '{word}'"
 
 
@@ -251,26 +188,6 @@ def test_module_map_names_every_module():
     named = {w.strip("`") for w in doc.split() if w.startswith("``") and w.rstrip(",.:;)").endswith("``")}
     stale = [n.rstrip(",.:;)").strip("`") for n in named if n.split(".")[0] in {"tools", "training", "data"}]
     assert not [n for n in stale if n not in shorts], "the map names modules that do not exist"
-
-
-@pytest.mark.parametrize("name", ["unet.json", "dynunet.json"])
-def test_architecture_overlays_match(name):
-    """The student's UNet/DynUNet overlay is the teacher's network plus the feature layer the student distils from."""
-    student = _load("student_kd", name)
-    assert student["network_def"] == _load("teacher", name)["network_def"]
-    assert student["feature_layer"] and student["feature_channels"] > 0
-
-
-def test_fast_overlays_match():
-    """The student's fast pipeline is the teacher's, with the keys cached logits add and their loading first."""
-    teacher, student = _load("teacher", "fast_train.json"), _load("student_kd", "fast_train.json")
-    for key in ("train#cached_transforms", "train#device_transforms", "train#random_transforms"):
-        assert _teacher_keys(student[key]) == teacher[key], key
-    assert student["train#preprocessing#transforms"] == teacher["train#preprocessing#transforms"].replace(
-        "$@train#", "$@train#teacher_logit_transforms + @train#", 1
-    )
-    rest = {k for k in teacher if not k.startswith("train#") or k.endswith("dataset")}
-    assert {k: student[k] for k in rest} == {k: teacher[k] for k in rest}
 
 
 @pytest.mark.parametrize("bundle", ["teacher", "student_kd"])
