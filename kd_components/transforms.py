@@ -100,7 +100,7 @@ def regions_to_labels(regions: torch.Tensor, convention: str = "brats2021") -> t
     if reg.ndim != 4 or reg.shape[0] != 3:
         raise ValueError(f"regions must have shape (3, H, W, D) (TC, WT, ET), got {tuple(reg.shape)}.")
     reg = reg > 0.5
-    lab = torch.zeros(reg.shape[1:], dtype=torch.uint8)
+    lab = torch.zeros(reg.shape[1:], dtype=torch.uint8, device=reg.device)
     lab[reg[1]] = 2
     lab[reg[0]] = 1
     lab[reg[2]] = ET_LABEL[convention]

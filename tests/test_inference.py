@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, refused
 
 from kd_components.errors import InputError
+from kd_components.training import inference
 from kd_components.training.inference import check_images, find_images, student_datalist, teacher_datalist
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
@@ -172,3 +173,50 @@ def test_ill_stacked_teacher_image_checked_per_channel(tmp_path):
     bad = _scan(tmp_path / "stack_nan.nii.gz", data)
     with pytest.raises(InputError, match=r"'.*stack_nan.nii.gz' channel 3 has 1 NaN/Inf voxel"):
         check_images([{"image": str(bad)}], channels=4)
+
+
+# ------------------------------------------------------------------------------------------- output names, convention
+@pytest.mark.parametrize(
+    "images, asked, expected",
+    [
+        (["/d/A/A-t1c.nii.gz"], None, "brats2023"),
+        ([["/d/A/A-t1c.nii.gz", "/d/A/A-t1n.nii.gz", "/d/A/A-t2w.nii.gz", "/d/A/A-t2f.nii.gz"]], None, "brats2023"),
+        (["/d/A/A_t1ce.nii.gz", "/d/B/B_flair.nii"], None, "brats2021"),
+        (["/d/dicom_series", "/d/scan.nrrd"], None, "brats2021"),  # no layout in the names: the bundles' default
+        (["/d/A/A-t1c.nii.gz"], "brats2021", "brats2021"),  # asked for: as asked
+    ],
+)
+def test_output_convention_follows_the_input(images, asked, expected):
+    assert inference.output_convention([{"image": i} for i in images], asked) == expected
+
+
+def test_ill_output_convention():
+    with pytest.raises(InputError, match="mix BraTS 2018-2021 .* and 2023"):
+        inference.output_convention([{"image": "/d/A/A_t1ce.nii.gz"}, {"image": "/d/B/B-t1c.nii.gz"}])
+    with pytest.raises(InputError, match="--output_label_convention 'brats2020' is not one of"):
+        inference.output_convention([{"image": "/d/A/A_t1ce.nii.gz"}], "brats2020")
+
+
+@pytest.mark.parametrize(
+    "source, subject",
+    [
+        ("/d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000"),
+        ("/d/BraTS2021_00001/BraTS2021_00001_t1ce.nii.gz", "BraTS2021_00001"),
+        ("/d/Phantom_00002/Phantom_00002_flair.nii", "Phantom_00002"),
+        ("/d/dicom_series", "dicom_series"),
+        ("/d/scan.nrrd", "scan"),
+        ("/d/t1ce.nii.gz", "t1ce"),  # nothing left without the suffix: the name stays
+    ],
+)
+def test_output_names_say_the_case_and_the_model(source, subject, tmp_path):
+    from monai.transforms import SaveImage
+
+    saver = SaveImage(
+        output_dir=tmp_path,
+        output_postfix=inference.output_postfix("teacher", "brats2023"),
+        output_name_formatter=inference.case_name_formatter,
+        separate_folder=False,
+    )
+    fmt = inference.case_name_formatter({"filename_or_obj": source}, saver)
+    path = saver.folder_layout.filename(**fmt)
+    assert path == str(tmp_path / f"{subject}_teacher_seg_brats2023.nii.gz")

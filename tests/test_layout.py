@@ -205,6 +205,10 @@ def test_evaluation_scores_what_inference_writes(bundle):
     assert evaluate["validate#inferer"]["roi_size"] == {**window, "roi_size": "@inference_roi_size"}
     assert inference["window"] == {**window, "roi_size": "@roi_size"}
     assert evaluate["inference_roi_size"] is None and inference["roi_size"] is None
+    # the same steps to the label map, one named transform for the regions -> labels step
+    step = {"_target_": "kd_components.transforms.RegionsToBratsLabeld", "keys": "pred"}
     assert evaluate["validate#postprocessing"]["transforms"][:3] == inference["postprocessing"]["transforms"][:3]
-    for key in ("output_label_convention", "et_label"):
-        assert evaluate[key] == inference[key]
+    assert evaluate["validate#postprocessing"]["transforms"][3] == {**step, "convention": "@output_label_convention"}
+    assert inference["postprocessing"]["transforms"][3] == {**step, "convention": "@label_convention"}
+    # evaluation scores in the bundles' convention; inference writes the input's unless told
+    assert evaluate["output_label_convention"] == "brats2021" and inference["output_label_convention"] is None

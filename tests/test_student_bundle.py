@@ -143,7 +143,7 @@ def test_inference_reads_dicom(tiny_phantom, teacher_ckpt, tmp_path):
         input_image=str(dicom),
         output_dir=str(tmp_path / "pred"),
     )
-    pred = nib.load(tmp_path / "pred" / "dicom_series_seg_brats2021.nii.gz")
+    pred = nib.load(tmp_path / "pred" / "dicom_series_t1ce_seg_brats2021.nii.gz")
     from monai.transforms import LoadImage
 
     ref = LoadImage(image_only=True)(str(dicom))

@@ -80,7 +80,7 @@ def test_inference_writes_label_map_in_input_geometry(trained, tiny_phantom):
     wf = _workflow(["inference.json"], "run", tmp, tiny_phantom, output_dir=str(tmp / "pred"))
     wf.run()
     case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
-    pred = nib.load(tmp / "pred" / f"{case['case']}_t1ce_seg_brats2021.nii.gz")
+    pred = nib.load(tmp / "pred" / f"{case['case']}_teacher_seg_brats2021.nii.gz")
     ref = nib.load(tiny_phantom / case["image"][0])
     assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
     assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
@@ -209,7 +209,7 @@ def test_evaluation_equals_score_of_the_files_inference_writes(trained, tiny_pha
     rows = read_per_case(out / "metrics_per_case.csv")
     assert rows and {r["case"] for r in rows} == set(test)
     for row in rows:
-        pred = tmp_path / "pred" / f"{row['case']}_t1ce_seg_brats2021.nii.gz"
+        pred = tmp_path / "pred" / f"{row['case']}_teacher_seg_brats2021.nii.gz"
         scored = score_files(tiny_phantom / test[row["case"]]["label"], pred, "brats2023", "2021")
         for region, values in scored.items():
             for metric, value in values.items():

@@ -12,6 +12,9 @@ and before anything is written.
 - ``student_datalist``: the items of ``--input_image`` (a file, a DICOM folder or a list), or of the search.
 - ``teacher_datalist``: the items of the teacher's datalist split.
 - ``check_images``: the voxel checks of every item.
+- ``output_convention``: the label convention of the written map: the one asked for, else the input's layout's.
+- ``output_postfix`` / ``case_name_formatter``: output names that say the case and which model wrote them
+  (``CASE_teacher_seg_brats2021.nii.gz``, ``CASE_t1ce_seg_brats2023.nii.gz``), not the first input file's name.
 """
 
 from __future__ import annotations
@@ -24,9 +27,106 @@ from kd_components import brats
 from kd_components.data.validate import case_problems, dimension_problem, image_problems
 from kd_components.errors import InputError
 
-__all__ = ["check_images", "find_images", "student_datalist", "teacher_datalist"]
+__all__ = [
+    "case_name_formatter",
+    "check_images",
+    "find_images",
+    "output_convention",
+    "output_postfix",
+    "student_datalist",
+    "teacher_datalist",
+]
 
 _NIFTI = (".nii.gz", ".nii")
+_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+DEFAULT_CONVENTION = "brats2021"
+
+
+def _layout_of(path: str) -> str | None:
+    """The BraTS layout (``brats2021`` / ``brats2023``) a file name follows, or None (another name)."""
+    name = os.path.basename(os.path.normpath(str(path)))
+    for ext in _IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for convention, suffixes in brats.FILE_SUFFIXES.items():
+        if any(name.endswith(brats.FILE_SEPARATOR[convention] + suffix) for suffix in suffixes):
+            return convention
+    return None
+
+
+def _item_paths(items: Sequence[dict]) -> list[str]:
+    out = []
+    for d in items:
+        image = d.get("image") if isinstance(d, dict) else None
+        out += [image] if isinstance(image, (str, os.PathLike)) else [str(p) for p in image or []]
+    return [str(p) for p in out]
+
+
+def output_convention(datalist: Sequence[dict], convention: str | None = None) -> str:
+    """The label convention of the label maps inference writes: ``convention`` when given, else the input's.
+
+    BraTS 2023 file names (``CASE-t1c.nii.gz``) give ``brats2023`` (ET written as 3); 2018-2021 names and any other
+    name (a DICOM folder, an MSD or a custom file) give ``brats2021`` (ET 4), the bundles' convention; the choice is
+    logged and the written name ends in it.
+
+    Args:
+        datalist: inference items ``[{"image": path or [paths]}, ...]``.
+        convention: ``brats2021``, ``brats2023`` or None (follow the input).
+
+    Raises:
+        InputError: an unknown convention, or inputs of both layouts in one run with none asked for.
+    """
+    import logging
+
+    if convention is not None:
+        if convention not in brats.ET_LABEL:
+            raise InputError(
+                f"--output_label_convention '{convention}' is not one of {sorted(brats.ET_LABEL)} (or null: follow "
+                "the input's file names)."
+            )
+        return convention
+    layouts = {layout for layout in map(_layout_of, _item_paths(datalist)) if layout is not None}
+    if len(layouts) > 1:
+        raise InputError(
+            "the images to segment mix BraTS 2018-2021 (CASE_t1ce) and 2023 (CASE-t1c) file names, whose ET labels "
+            "differ (4 / 3): pass --output_label_convention brats2021 or brats2023."
+        )
+    followed = bool(layouts)
+    chosen = layouts.pop() if layouts else DEFAULT_CONVENTION
+    logging.getLogger(__name__).info(
+        "label maps written in the %s convention (ET = %d), %s; --output_label_convention sets another.",
+        chosen,
+        brats.ET_LABEL[chosen],
+        "as the input's file names" if followed else "the bundles' default (the input's names say no layout)",
+    )
+    return chosen
+
+
+def output_postfix(model: str, convention: str) -> str:
+    """The written name's postfix: which model wrote the map and its label convention (``teacher_seg_brats2021``)."""
+    return f"{model}_seg_{convention}"
+
+
+def case_name_formatter(metadict: dict | None, saver: object) -> dict:
+    """``SaveImaged``'s ``output_name_formatter``: the input's name without its sequence suffix
+    (``CASE_t1ce.nii.gz`` and ``CASE-t1c.nii.gz`` -> ``CASE``), so the postfix alone says which model wrote it."""
+    from monai.data.folder_layout import default_name_formatter
+
+    out = default_name_formatter(metadict or {}, saver)
+    name = os.path.basename(os.path.normpath(str(out["subject"])))
+    for ext in _IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for convention, suffixes in brats.FILE_SUFFIXES.items():
+        for suffix in suffixes:
+            tail = brats.FILE_SEPARATOR[convention] + suffix
+            if name.endswith(tail) and len(name) > len(tail):
+                name = name[: -len(tail)]
+                break
+    out["subject"] = name + ".nii.gz"  # the extension is dropped by MONAI's folder layout, never part of the name
+    return out
 
 
 def _patterns(modality: str) -> list[str]:
