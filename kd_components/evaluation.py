@@ -270,7 +270,10 @@ class RegionMetricsWriter:
         }
         atomic_write_text(self.output_dir / "metrics_summary.json", json.dumps(summary, indent=4) + "\n")
         means = ", ".join(f"{k} {v['mean']:.3f}" for k, v in summary["metrics"].items())
-        self.logger.info(f"{len(self.rows)} cases evaluated ({self.convention} rules) -> {self.output_dir}: {means}")
+        self.logger.info(
+            f"evaluation of the label maps, {len(self.rows)} whole cases, {self.convention} rules (a region empty in "
+            f"both = Dice 1), mean over cases -> {self.output_dir}: {means}"
+        )
 
 
 def read_per_case(path: str | os.PathLike) -> list[dict]:
