@@ -11,7 +11,8 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
 - ``evaluation``: Dice / HD95 per case and region, ``RegionMetricsWriter``.
 - ``data``: ``data.datalist`` (find cases, write and load checked datalists), ``data.validate`` (voxel checks,
-  validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI);
+  validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI),
+  ``data.msd`` (MSD Task01_BrainTumour converted to the BraTS layout);
   ``python -m kd_components.data``.
 - ``options`` (``as_bool``), ``files`` (atomic writes, md5), ``errors`` (``InputError``, the one-line error of the
   config and command-line boundary, and ``command``, the commands' wrapper).

@@ -1,4 +1,4 @@
-"""Command line: ``python -m kd_components.data {synthetic,datalist,stack} ...``."""
+"""Command line: ``python -m kd_components.data {synthetic,datalist,stack,msd} ...``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
     k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")
     k.add_argument("--output", required=True, help="4-channel NIfTI to write, e.g. studies/CASE.nii.gz")
+    m = sub.add_parser(
+        "msd",
+        help="convert the Medical Segmentation Decathlon's Task01_BrainTumour (4-D images) to the BraTS 2018-2021 "
+        "layout, channels and labels mapped by dataset.json, and write its datalist",
+    )
+    m.add_argument("--data-dir", required=True, help="the MSD Task01_BrainTumour folder (dataset.json, imagesTr/)")
+    m.add_argument("--output", required=True, help="new or empty folder to write the BraTS-layout cases into")
+    m.add_argument("--val-fraction", type=float, default=0.2, help="share of cases for validation (default 0.2)")
+    m.add_argument("--test-fraction", type=float, default=0.2, help="share of cases for the test split (default 0.2)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    m.add_argument("--max-cases", type=int, default=None, help="convert the first N cases only")
     return p
 
 
@@ -59,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         out = stack_case(args.case_dir, args.output)
         print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
         return 0
+    elif args.command == "msd":
+        from kd_components.data.msd import convert_msd
+
+        out = convert_msd(args.data_dir, args.output, args.val_fraction, args.test_fraction, args.seed, args.max_cases)
     elif args.split_file:
         dl = build_datalist_from_split(args.data_dir, args.split_file, args.val_fraction, args.seed)
         out = write_datalist(dl, args.output, args.data_dir)

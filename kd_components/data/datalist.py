@@ -93,6 +93,11 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
             if role in case.files:
                 raise InputError(f"case folder '{folder}' has two files for {role}: keep one.")
             case.files[role] = Path(folder) / fname
+    if not cases and (root / "dataset.json").is_file() and (root / "imagesTr").is_dir():
+        raise InputError(
+            f"'{root}' is a Medical Segmentation Decathlon task (dataset.json, 4-D imagesTr/): convert it to the BraTS "
+            f"layout first with python -m kd_components.data msd --data-dir '{root}' --output DIR, then use DIR."
+        )
     if not cases:
         raise InputError(
             f"no BraTS case found under '{root}': expected folders CASE/ with CASE_{{t1,t1ce,t2,flair,seg}}.nii.gz "
