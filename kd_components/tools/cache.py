@@ -108,7 +108,9 @@ def cache_teacher_logits(
     base = Path(dataset_dir)
     datalist_path = Path(data_list_file_path) if data_list_file_path else base / "datalist.json"
     items = {split: load_datalist(datalist_path, split, base) for split in splits}
-    ckpt = Path(teacher_ckpt)
+    from kd_components.training.teacher import teacher_weights
+
+    ckpt = Path(teacher_weights(teacher_ckpt))
     if not ckpt.is_file():
         raise InputError(f"--teacher-ckpt '{ckpt}' does not exist: train the teacher first or give its model.pt.")
     out = Path(output) if output else base

@@ -14,9 +14,52 @@ from kd_components.errors import InputError
 from kd_components.training.checkpoints import load_network
 from kd_components.training.settings import missing_teacher
 
-__all__ = ["load_teacher"]
+__all__ = ["ZOO_TEACHER", "load_teacher", "teacher_weights"]
 
 logger = logging.getLogger("kd_components.teacher")
+
+#: the model zoo's BraTS bundle, usable as the teacher (same SegResNet, channels T1c, T1, T2, FLAIR)
+ZOO_TEACHER = "brats_mri_segmentation"
+ZOO_SPLIT_WARNING = (
+    "the teacher is the model zoo's brats_mri_segmentation: its weights were trained on its own random split of "
+    "BraTS 2018 (scripts/prepare_datalist.py, seed 123, 200 training / 42 validation / 43 test cases), which this "
+    "project cannot reproduce; cases of BraTS 2018 (and the 2018 cases inside later releases) in your validation or "
+    "test split may be cases the teacher was trained on: test on cases it never saw (e.g. BraTS 2023 cases new "
+    "after 2018)"
+)
+
+
+def _zoo_bundle_name(bundle_dir: Path) -> str | None:
+    import json
+
+    meta = bundle_dir / "configs" / "metadata.json"
+    try:
+        name = json.loads(meta.read_text()).get("name", "") if meta.is_file() else ""
+    except (OSError, ValueError):
+        name = ""
+    if bundle_dir.name == ZOO_TEACHER or "BraTS MRI segmentation" in str(name):
+        return ZOO_TEACHER
+    return None
+
+
+def teacher_weights(path: str | os.PathLike) -> str:
+    """The teacher's weights file for ``--teacher_ckpt``: a ``model.pt``, or a bundle folder (this project's teacher
+    bundle, or the model zoo's downloaded ``brats_mri_segmentation``), whose ``models/model.pt`` is taken.
+
+    Logs one warning when the weights are the model zoo's ``brats_mri_segmentation`` (it was trained on a split of
+    BraTS 2018 this project cannot know). Checks nothing else: a path that does not exist comes back as given and
+    is refused, in one line, only where a teacher is needed.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "models" / "model.pt", p / "model.pt"):
+            if candidate.is_file():
+                p = candidate
+                break
+    bundle = p.parent.parent if p.parent.name == "models" else p.parent
+    if p.is_file() and _zoo_bundle_name(bundle):
+        logger.warning(ZOO_SPLIT_WARNING)
+    return str(p)
 
 
 def _inside(path: Path, folder: Path) -> bool:

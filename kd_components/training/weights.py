@@ -115,6 +115,19 @@ def require_weights(ckpt_dir: str | os.PathLike, name: str = "model.pt") -> Path
     return path
 
 
+def _bundle_window(ckpt_dir: str | os.PathLike) -> list[int] | None:
+    """``inferer#roi_size`` of ``<bundle>/configs/inference.json`` for weights in ``<bundle>/models``, if a list."""
+    path = Path(ckpt_dir)
+    config = path.parent / "configs" / "inference.json"
+    if path.name != "models" or not config.is_file():
+        return None
+    try:
+        roi = json.loads(config.read_text()).get("inferer", {}).get("roi_size")
+        return _window(roi) if isinstance(roi, list) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def trained_window(ckpt_dir: str | os.PathLike, roi_size: Sequence[int] | int | None = None) -> list[int]:
     """The sliding window for the weights in ``ckpt_dir``.
 
@@ -124,11 +137,19 @@ def trained_window(ckpt_dir: str | os.PathLike, roi_size: Sequence[int] | int | 
 
     Returns:
         ``roi_size`` when given (with a warning when it differs from the trained one); else the trained window;
-        else (no settings) 128^3.
+        else (no settings) the window of the bundle's own ``configs/inference.json`` when the weights sit in a
+        bundle's ``models/`` (the model zoo's ``brats_mri_segmentation``: 240x240x160, what its inference slides);
+        else 128^3.
     """
     settings = read_model_settings(ckpt_dir)
     trained = _window(settings["roi_size"]) if settings and "roi_size" in settings else None
     if roi_size is None:
+        if trained is None and (bundle_window := _bundle_window(ckpt_dir)) is not None:
+            logger.info(
+                f"no {SETTINGS_NAME} beside the weights in '{ckpt_dir}': sliding the window of their bundle's "
+                f"configs/inference.json, {'x'.join(map(str, bundle_window))}"
+            )
+            return bundle_window
         if trained is None:
             logger.info(
                 f"no {SETTINGS_NAME} beside the weights in '{ckpt_dir}': sliding the default window "
