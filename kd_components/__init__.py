@@ -9,7 +9,7 @@ The library (no Ignite engines, raises ``ValueError``):
   ``FeatureDistillationLoss``).
 - ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
 - ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
-- ``evaluation``: Dice / HD95 per case and region, ``RegionMetricsWriter``.
+- ``evaluation``: Dice / HD95 per case and region under the BraTS 2021 or 2023 rules, ``score_files``.
 - ``data``: ``data.datalist`` (find cases, write and load checked datalists), ``data.validate`` (voxel checks,
   validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI),
   ``data.msd`` (MSD Task01_BrainTumour converted to the BraTS layout);
@@ -20,7 +20,8 @@ The library (no Ignite engines, raises ``ValueError``):
 ``training``, what the bundle configs reference:
 
 - ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
-- ``training.teacher``: ``load_teacher`` (load, check, freeze).
+- ``training.teacher``: ``load_teacher`` (load, check, freeze), ``teacher_weights`` (a bundle folder as teacher).
+- ``training.metrics``: ``RegionMetricsWriter``, the evaluator handler writing per-case tables.
 - ``training.batch``: ``SelectChannelsBatch`` (the student's channel for its evaluator).
 - ``training.data``: ``CheckedThreadDataLoader`` (a case that cannot be loaded stops the run in one line) and
   ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
@@ -38,9 +39,10 @@ The library (no Ignite engines, raises ``ValueError``):
 
 ``tools``, commands (``python -m kd_components.tools.NAME``): ``tools.demo``, ``tools.bench``, ``tools.package``,
 ``tools.cache`` (teacher logits), ``tools.report``, ``tools.ablation`` (distillation settings x modalities x
-seeds, scored on validation), ``tools.curves`` (learning curves of a study), ``tools.configs`` (the
-student's configs generated from the teacher's plus overlays; ``--check``). Every command's ``main`` goes through
-``errors.command``, the one wrapper that turns an ``InputError`` into its line on stderr and exit status 1.
+seeds, scored on validation), ``tools.curves`` (learning curves of a study), ``tools.score`` (two label
+maps), ``tools.configs`` (the student's configs generated from the teacher's plus overlays; ``--check``). Every
+command's ``main`` goes through ``errors.command``, the one wrapper that turns an ``InputError`` into its line on
+stderr and exit status 1.
 """
 
 from __future__ import annotations

@@ -16,37 +16,30 @@ summaries                       mean over cases                          inf -> 
                                                                          left out
 ==============================  ======================================  ===========================================
 
-``python -m kd_components.evaluation score --reference REF --prediction PRED [--convention brats2023|brats2021]
-[--labels 2021|2023|auto]`` scores two label maps and prints one JSON object.
+``score_files`` scores two label map files; ``python -m kd_components.tools.score`` is its command and
+``kd_components.training.RegionMetricsWriter`` the evaluator handler that writes per-case tables with these rules.
+Library code: bad arguments raise ``ValueError`` (the command turns them into its one line).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import logging
 import math
 import os
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
 from kd_components.brats import REGIONS
-from kd_components.errors import InputError, command
-from kd_components.files import atomic_write_text
-from kd_components.transforms import labels_to_regions, regions_to_labels
+from kd_components.transforms import labels_to_regions
 
 __all__ = [
     "CONVENTIONS",
+    "check_convention",
     "HD95_EMPTY_PENALTY",
-    "RegionMetricsWriter",
     "official_hd95",
     "read_per_case",
     "region_metrics",
@@ -91,7 +84,7 @@ def official_hd95(pred: np.ndarray, label: np.ndarray) -> float:
     return float(np.percentile(np.hstack((to_pred, to_label)), 95))
 
 
-def _check_convention(convention: str) -> str:
+def check_convention(convention: str) -> str:
     if convention not in CONVENTIONS:
         raise ValueError(f"metric convention must be one of {sorted(CONVENTIONS)}, got '{convention}'.")
     return convention
@@ -119,7 +112,7 @@ def region_metrics(
     Raises:
         ValueError: shapes differ (both printed), or an unknown convention.
     """
-    _check_convention(convention)
+    check_convention(convention)
     if pred.shape != label.shape or pred.shape[0] != len(regions):
         raise ValueError(
             f"pred {tuple(pred.shape)} and label {tuple(label.shape)} must both be ({len(regions)}, H, W, D)."
@@ -159,7 +152,7 @@ def summarize(
 ) -> dict[str, dict[str, float]]:
     """Mean, standard deviation, median and count of each metric over cases, by the convention's rules
     (``brats2023``: an infinite HD95 counts as 373, NaN cases are left out and not counted)."""
-    _check_convention(convention)
+    check_convention(convention)
     summary = {}
     for k in keys:
         v = np.array([float(r[k]) for r in rows], dtype=np.float64)
@@ -173,107 +166,6 @@ def summarize(
             "n": len(v),
         }
     return summary
-
-
-def _spacing(x: torch.Tensor) -> list[float] | None:
-    affine = getattr(x, "affine", None)
-    if affine is None:
-        return None
-    a = torch.as_tensor(affine, dtype=torch.float64)
-    return [float(v) for v in torch.linalg.norm(a[:3, :3], dim=0)]
-
-
-class RegionMetricsWriter:
-    """Evaluator handler: Dice and HD95 per case and region, written as a CSV and a summary JSON.
-
-    Files in ``output_dir``: ``metrics_per_case.csv`` (one row per case) and ``metrics_summary.json`` (mean, std,
-    median per metric, the number of cases, the conventions, and ``tags``). With ``save_cases > 0`` the first
-    cases' arrays (image, ground truth and predicted label maps, cropped as evaluated) are kept in
-    ``cases/CASE.npz`` for figures.
-
-    Args:
-        output_dir: folder to write (created).
-        tags: free description stored in the summary, e.g. ``{"model": "kd", "modality": "t1ce", "seed": 0}``.
-        pred_key: key of the binary region prediction (3 channels) in the engine output.
-        label_key: key of the region ground truth.
-        case_key: key of the case name in the batch (the datalist's ``case``).
-        save_cases: number of cases whose arrays are kept for figures.
-        convention: metric rules, ``brats2021`` or ``brats2023`` (stated in the summary).
-
-    Raises:
-        ValueError: an unknown convention.
-    """
-
-    def __init__(
-        self,
-        output_dir: str | os.PathLike,
-        tags: Mapping | None = None,
-        pred_key: str = "pred",
-        label_key: str = "label",
-        case_key: str = "case",
-        save_cases: int = 0,
-        convention: str = "brats2021",
-    ):
-        self.convention = _check_convention(convention)
-        self.output_dir = Path(output_dir)
-        self.tags = dict(tags or {})
-        self.pred_key, self.label_key, self.case_key = pred_key, label_key, case_key
-        self.save_cases = int(save_cases)
-        self.rows: list[dict] = []
-        self.logger = logging.getLogger(self.__class__.__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
-
-    def _reset(self, engine: Engine) -> None:
-        self.rows = []
-
-    def __call__(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batches = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        for i, out in enumerate(outputs):
-            pred, label = out[self.pred_key], out[self.label_key]
-            item = batches[i] if i < len(batches) and isinstance(batches[i], Mapping) else {}
-            case = item.get(self.case_key) or Path(str(getattr(label, "meta", {}).get("filename_or_obj", ""))).name
-            row = {"case": str(case or f"case_{len(self.rows):04d}")}
-            row.update(
-                region_metrics(pred.detach().cpu(), label.detach().cpu(), _spacing(label), convention=self.convention)
-            )
-            self.rows.append(row)
-            if len(self.rows) <= self.save_cases:
-                self._save_case(row["case"], item.get("image", out.get("image")), pred, label)
-
-    def _save_case(self, case: str, image, pred, label) -> None:
-        folder = self.output_dir / "cases"
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "pred": regions_to_labels(pred.detach().cpu())[0].numpy(),
-            "label": regions_to_labels(label.detach().cpu())[0].numpy(),
-        }
-        if image is not None:
-            arrays["image"] = torch.as_tensor(image).detach().cpu().numpy().astype(np.float16)
-        np.savez_compressed(folder / f"{case}.npz", **arrays)
-
-    def _write(self, engine: Engine) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        keys = [k for k in self.rows[0] if k != "case"] if self.rows else []
-        lines = [",".join(["case", *keys])] + [",".join([r["case"], *(f"{r[k]:.6g}" for k in keys)]) for r in self.rows]
-        atomic_write_text(self.output_dir / "metrics_per_case.csv", "\n".join(lines) + "\n")
-        summary = {
-            "tags": self.tags,
-            "convention": self.convention,
-            "conventions": {"regions": "TC = {1, ET}, WT = {1, 2, ET}, ET = {ET}", **CONVENTIONS[self.convention]},
-            "num_cases": len(self.rows),
-            "metrics": summarize(self.rows, keys, self.convention),
-        }
-        atomic_write_text(self.output_dir / "metrics_summary.json", json.dumps(summary, indent=4) + "\n")
-        means = ", ".join(f"{k} {v['mean']:.3f}" for k, v in summary["metrics"].items())
-        self.logger.info(
-            f"evaluation of the label maps, {len(self.rows)} whole cases, {self.convention} rules (a region empty in "
-            f"both = Dice 1), mean over cases -> {self.output_dir}: {means}"
-        )
 
 
 def read_per_case(path: str | os.PathLike) -> list[dict]:
@@ -303,33 +195,33 @@ def score_files(
             reference's values; from the prediction's when the reference has no ET).
 
     Raises:
-        InputError: a missing or unreadable file, maps of different shapes or affines (origin, spacing or
+        ValueError: a missing or unreadable file, maps of different shapes or affines (origin, spacing or
             direction: the official BraTS tool refuses them too), labels outside the convention, an unknown
             convention.
     """
     import nibabel as nib
 
     if convention not in CONVENTIONS:
-        raise InputError(f"--convention {convention!r}: use brats2023 or brats2021.")
+        raise ValueError(f"--convention {convention!r}: use brats2023 or brats2021.")
     if labels not in _LABELS:
-        raise InputError(f"--labels {labels!r}: use 2021, 2023 or auto.")
+        raise ValueError(f"--labels {labels!r}: use 2021, 2023 or auto.")
     maps = {}
     for role, path in (("reference", reference), ("prediction", prediction)):
         try:
             img = nib.load(str(path))
             maps[role] = (np.asarray(img.dataobj), img)
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as e:
-            raise InputError(f"--{role} '{path}' cannot be read ({' '.join(str(e).split())[:160]}).") from None
+            raise ValueError(f"--{role} '{path}' cannot be read ({' '.join(str(e).split())[:160]}).") from None
     (ref, ref_img), (pred, pred_img) = maps["reference"], maps["prediction"]
     if ref.shape != pred.shape:
-        raise InputError(
+        raise ValueError(
             f"--prediction '{prediction}' has shape {pred.shape} but --reference '{reference}' {ref.shape}: score "
             f"label maps on the same grid."
         )
     if not np.allclose(pred_img.affine, ref_img.affine, atol=AFFINE_TOLERANCE):
         diff = np.abs(pred_img.affine - ref_img.affine)
         what = [n for n, part in (("origin", diff[:3, 3]), ("spacing/direction", diff[:3, :3])) if part.max() > 1e-3]
-        raise InputError(
+        raise ValueError(
             f"--prediction '{prediction}' has another affine than --reference '{reference}' ({' and '.join(what)} "
             f"differ by up to {diff.max():.4g}): the maps are not on the same grid; resample the prediction onto the "
             f"reference (or write it with the reference's header) before scoring."
@@ -342,30 +234,8 @@ def score_files(
     try:
         y = labels_to_regions(torch.as_tensor(ref), label_convention, str(reference))
         p = labels_to_regions(torch.as_tensor(pred), label_convention, str(prediction))
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    except ValueError:
+        raise
     spacing = [float(v) for v in np.linalg.norm(ref_img.affine[:3, :3], axis=0)]
     metrics = region_metrics(p, y, spacing, convention=convention)
     return {r: {"dice": metrics[f"dice_{r.lower()}"], "hd95": metrics[f"hd95_{r.lower()}"]} for r in ("ET", "TC", "WT")}
-
-
-@command
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kd_components.evaluation", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    sc = sub.add_parser("score", help="score a predicted label map against a reference; prints one JSON object")
-    sc.add_argument("--reference", required=True, help="ground-truth label map (NIfTI)")
-    sc.add_argument("--prediction", required=True, help="predicted label map on the same grid")
-    sc.add_argument(
-        "--convention",
-        default="brats2021",
-        help="brats2021 (default, as the bundles' metric_convention) or brats2023 (the official 2023+ rules)",
-    )
-    sc.add_argument("--labels", default="auto", help="label values: 2021 (ET 4), 2023 (ET 3) or auto (default)")
-    args = ap.parse_args(argv)
-    print(json.dumps(score_files(args.reference, args.prediction, args.convention, args.labels)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -128,7 +128,7 @@ def test_writers_are_not_built_on_other_ranks(bundle, tiny_phantom, tmp_path, mo
     train0, eval0 = handler_names(0)
     train1, eval1 = handler_names(1)
     writers = {"StatsHandler", "TensorBoardStatsHandler", "EpochProgressBar", "AtomicCheckpointSaver"}
-    assert writers <= set(train0) and {"StatsHandler", "RegionMetricsWriter"} <= set(eval0)
+    assert writers <= set(train0) and "RegionMetricsWriter" in eval0  # evaluation logs its figures itself
     assert not writers & set(train1) and not {"StatsHandler", "RegionMetricsWriter"} & set(eval1)
     assert {"ResumeFromCheckpoint", "LrScheduleHandler", "ValidationHandler"} <= set(train1)
     assert eval1 == ["StopOnBadInput", "CheckpointLoader"], "every rank loads the weights it evaluates"

@@ -13,8 +13,8 @@ import torch
 from monai.data import MetaTensor
 from official_cases import cases
 
-from kd_components.errors import InputError
-from kd_components.evaluation import HD95_EMPTY_PENALTY, RegionMetricsWriter, region_metrics, score_files, summarize
+from kd_components.evaluation import HD95_EMPTY_PENALTY, region_metrics, score_files, summarize
+from kd_components.training import RegionMetricsWriter
 
 
 def _cube(lo, hi, shape=(10, 10, 10)):
@@ -125,7 +125,7 @@ def test_brats2023_rules_equal_the_official_tool(tmp_path, name):
 def test_score_command_prints_one_json_object(tmp_path):
     ref, pred = _write_case(tmp_path, "both_et_empty")
     res = subprocess.run(
-        [sys.executable, "-m", "kd_components.evaluation", "score", "--reference", str(ref), "--prediction", str(pred)]
+        [sys.executable, "-m", "kd_components.tools.score", "--reference", str(ref), "--prediction", str(pred)]
         + ["--convention", "brats2023"],
         capture_output=True,
         text=True,
@@ -153,30 +153,29 @@ def test_brats2023_summary_counts_inf_as_373_and_leaves_nan_out():
 def test_ill_score(tmp_path):
     ref, pred = _write_case(tmp_path, "overlap")
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "small.nii.gz")
-    with pytest.raises(InputError, match=r"has shape \(4, 4, 4\) but --reference .* \(32, 30, 28\)"):
+    with pytest.raises(ValueError, match=r"has shape \(4, 4, 4\) but --reference .* \(32, 30, 28\)"):
         score_files(ref, tmp_path / "small.nii.gz")
     moved = nib.load(pred)
     affine = moved.affine.copy()
     affine[0, 3] += 5.0  # the origin moved by 5 mm
     nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), affine), tmp_path / "moved.nii.gz")
-    with pytest.raises(InputError, match=r"has another affine than --reference .* \(origin differ by up to 5\)"):
+    with pytest.raises(ValueError, match=r"has another affine than --reference .* \(origin differ by up to 5\)"):
         score_files(ref, tmp_path / "moved.nii.gz")
     flipped = affine.copy()
     flipped[0, 3] -= 5.0
     flipped[:3, 0] *= -1  # an axis flipped: direction differs
     nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), flipped), tmp_path / "flipped.nii.gz")
-    with pytest.raises(InputError, match=r"spacing/direction differ"):
+    with pytest.raises(ValueError, match=r"spacing/direction differ"):
         score_files(ref, tmp_path / "flipped.nii.gz")
-    with pytest.raises(InputError, match="--convention 'brats2019': use brats2023 or brats2021"):
+    with pytest.raises(ValueError, match="--convention 'brats2019': use brats2023 or brats2021"):
         score_files(ref, pred, "brats2019")
-    with pytest.raises(InputError, match=r"holds values \[0, 1, 2, 3\]; expected \[0, 1, 2, 4\]"):
+    with pytest.raises(ValueError, match=r"holds values \[0, 1, 2, 3\]; expected \[0, 1, 2, 4\]"):
         score_files(ref, pred, labels="2021")
     res = subprocess.run(
         [
             sys.executable,
             "-m",
-            "kd_components.evaluation",
-            "score",
+            "kd_components.tools.score",
             "--reference",
             str(tmp_path / "nope.nii.gz"),
             "--prediction",

@@ -188,7 +188,7 @@ def test_cached_batches_keep_four_channels(tiny_phantom):
 @pytest.mark.slow
 def test_evaluation_equals_score_of_the_files_inference_writes(trained, tiny_phantom, tmp_path):
     """The number a user reads is the number of the file a user gets: per-case Dice and HD95 of evaluate.json equal
-    `python -m kd_components.evaluation score` on the label maps inference.json wrote for the same cases."""
+    `python -m kd_components.tools.score` on the label maps inference.json wrote for the same cases."""
     import math
 
     from kd_components.evaluation import read_per_case, score_files

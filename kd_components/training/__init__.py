@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kd_components.training import checkpoints, data, distributed, runinfo, settings
 from kd_components.training.batch import SelectChannelsBatch
+from kd_components.training.metrics import RegionMetricsWriter
 from kd_components.training.progress import EpochProgressBar
 from kd_components.training.resume import BestMetricState, ResumeFromCheckpoint
 from kd_components.training.saver import AtomicCheckpointSaver
@@ -17,6 +18,7 @@ __all__ = [
     "BestMetricState",
     "DistillationTrainer",
     "EpochProgressBar",
+    "RegionMetricsWriter",
     "ResumeFromCheckpoint",
     "SelectChannelsBatch",
     "StopOnBadInput",
