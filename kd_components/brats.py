@@ -12,6 +12,9 @@ convention       files of case ``CASE``                       labels
 Regions, the network outputs (sigmoid, overlapping), in the channel order of MONAI model-zoo
 ``brats_mri_segmentation``: TC = {1, ET}, WT = {1, 2, ET}, ET = {ET}. Training and evaluation always use regions,
 never raw labels.
+
+A student sees one modality or a combination of them: ``t1ce``, ``t1ce+flair``, ``t2w+t2f`` (any names above, any
+order, joined by ``+``), always normalised to the teacher's channel order (``canonical_combination``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ __all__ = [
     "MODALITY_ALIASES",
     "REGIONS",
     "TEACHER_CHANNELS",
+    "COMBINATION_SEPARATOR",
+    "canonical_combination",
     "canonical_modality",
+    "combination_indices",
+    "combination_members",
     "modality_index",
 ]
 
@@ -84,3 +91,45 @@ def modality_index(name: str) -> int:
         ValueError: a name that is not a BraTS modality.
     """
     return TEACHER_CHANNELS.index(canonical_modality(name))
+
+
+#: the separator of a combination of modalities (``t1ce+flair``).
+COMBINATION_SEPARATOR = "+"
+
+
+def combination_members(name: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The canonical modalities of ``name`` (``t1ce+flair``, ``t2f+t2w``, ``["flair", "t1c"]``), in the teacher's
+    channel order, each once.
+
+    Raises:
+        ValueError: an empty combination, an unknown name, or a modality named twice (``t1ce+t1c``).
+    """
+    parts = list(name) if isinstance(name, (list, tuple)) else str(name).split(COMBINATION_SEPARATOR)
+    parts = [p.strip() for p in parts]
+    if not parts or any(not p for p in parts):
+        raise ValueError(
+            f"modality '{name}': give one name or several joined by '+' (e.g. t1ce, t1ce+flair, t2+flair)."
+        )
+    canonical = [canonical_modality(p) for p in parts]
+    twice = sorted({c for c in canonical if canonical.count(c) > 1})
+    if twice:
+        raise ValueError(f"modality '{name}' names {', '.join(twice)} twice: give each sequence once.")
+    return [m for m in TEACHER_CHANNELS if m in canonical]
+
+
+def canonical_combination(name: str | list[str] | tuple[str, ...]) -> str:
+    """The canonical name of a modality or combination: ``"T2F+t1c"`` -> ``"t1ce+flair"``; ``"t1c"`` -> ``"t1ce"``.
+
+    Raises:
+        ValueError: as ``combination_members``.
+    """
+    return COMBINATION_SEPARATOR.join(combination_members(name))
+
+
+def combination_indices(name: str | list[str] | tuple[str, ...]) -> list[int]:
+    """The teacher-input channels of a modality or combination: ``t1ce+flair`` -> ``[0, 3]``.
+
+    Raises:
+        ValueError: as ``combination_members``.
+    """
+    return [TEACHER_CHANNELS.index(m) for m in combination_members(name)]

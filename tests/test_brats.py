@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from kd_components import brats
@@ -14,7 +16,7 @@ from kd_components.training.settings import student_channel
 )
 def test_modality_index(name, index):
     assert brats.modality_index(name) == index
-    assert student_channel(name) == index
+    assert student_channel(name) == [index]
 
 
 def test_vocabulary_is_consistent():
@@ -34,3 +36,32 @@ def test_ill_unknown_modality():
         brats.modality_index("t3")
     with pytest.raises(InputError, match="unknown modality 't3': use one of t1, t1ce, t2, flair"):
         student_channel("t3")
+
+
+@pytest.mark.parametrize(
+    "name, canonical, indices",
+    [
+        ("t1ce", "t1ce", [0]),
+        ("t1ce+flair", "t1ce+flair", [0, 3]),
+        ("FLAIR+T1c", "t1ce+flair", [0, 3]),  # any order, any case: the teacher's channel order
+        ("t2f+t2w", "t2+flair", [2, 3]),  # 2023 names
+        (" t2 + flair ", "t2+flair", [2, 3]),
+        (["flair", "t1"], "t1+flair", [1, 3]),
+        ("t1+t1ce+t2+flair", "t1ce+t1+t2+flair", [0, 1, 2, 3]),
+    ],
+)
+def test_combinations(name, canonical, indices):
+    assert brats.canonical_combination(name) == canonical
+    assert brats.combination_indices(name) == indices
+    assert student_channel(name) == indices
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [("t1ce+t1c", "names t1ce twice"), ("t1ce+", "joined by '+'"), ("", "joined by '+'"), ("t1ce+t3", "unknown")],
+)
+def test_ill_combination(name, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        brats.combination_members(name)
+    with pytest.raises(InputError, match="--student_modality: "):
+        student_channel(name)

@@ -220,3 +220,47 @@ def test_output_names_say_the_case_and_the_model(source, subject, tmp_path):
     fmt = inference.case_name_formatter({"filename_or_obj": source}, saver)
     path = saver.folder_layout.filename(**fmt)
     assert path == str(tmp_path / f"{subject}_teacher_seg_brats2023.nii.gz")
+
+
+# ------------------------------------------------------------------------------------------- combinations
+def _case(root, name, layout="brats2021", modalities=("t1ce", "t1", "t2", "flair")):
+    sep = "_" if layout == "brats2021" else "-"
+    names = {"brats2021": {}, "brats2023": {"t1ce": "t1c", "t1": "t1n", "t2": "t2w", "flair": "t2f"}}[layout]
+    return {m: _scan(root / name / f"{name}{sep}{names.get(m, m)}.nii.gz") for m in modalities}
+
+
+def test_combination_items_by_case_in_the_teachers_order(tmp_path):
+    a = _case(tmp_path, "A")
+    b = _case(tmp_path, "B", "brats2023")
+    items = student_datalist(None, tmp_path, "flair+t1ce")
+    assert items == [{"image": [str(a["t1ce"]), str(a["flair"])]}, {"image": [str(b["t1ce"]), str(b["flair"])]}]
+    # one case's files in any order: the names say their sequences
+    assert student_datalist([str(b["flair"]), str(b["t1ce"])], tmp_path, "t1ce+flair") == [
+        {"image": [str(b["t1ce"]), str(b["flair"])]}
+    ]
+    # several cases: a list of lists; one stacked file: as given
+    assert (
+        len(
+            student_datalist(
+                [[str(a["t1ce"]), str(a["flair"])], [str(b["flair"]), str(b["t1ce"])]], tmp_path, "t1ce+flair"
+            )
+        )
+        == 2
+    )
+    assert student_datalist(str(a["t1ce"]), tmp_path, "t1ce+flair") == [{"image": str(a["t1ce"])}]
+    # names that say nothing: the order given
+    other = [str(_scan(tmp_path / "x" / "one.nii.gz")), str(_scan(tmp_path / "x" / "two.nii.gz"))]
+    assert student_datalist(other, tmp_path / "x", "t1ce+flair") == [{"image": other}]
+
+
+def test_ill_combination_items(tmp_path):
+    a = _case(tmp_path, "A")
+    _case(tmp_path, "B", modalities=("t1ce", "t1", "t2"))  # no FLAIR
+    with pytest.raises(InputError, match=r"case folder\(s\) .*B lack one of the t1ce\+flair images"):
+        student_datalist(None, tmp_path, "t1ce+flair")
+    with pytest.raises(InputError, match="needs 2 images per case"):
+        student_datalist([str(a["t1ce"]), str(a["t2"]), str(a["flair"])], tmp_path, "t1ce+flair")
+    with pytest.raises(InputError, match=r"their names say t1ce\+t2, the student's inputs are t1ce\+flair"):
+        student_datalist([str(a["t1ce"]), str(a["t2"])], tmp_path, "t1ce+flair")
+    with pytest.raises(InputError, match="--student_modality: .* names flair twice"):
+        student_datalist(None, tmp_path, "flair+t2f")

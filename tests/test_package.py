@@ -331,7 +331,7 @@ def test_package_student_writes_trained_modality(student_ckpt, tmp_path):
     # the packaged training config parses on its own; its teacher is the packaged teacher beside it
     parser = ConfigParser()
     parser.read_config(str(root / "train.json"))
-    assert parser.get_parsed_content("student_channel") == 3
+    assert parser.get_parsed_content("student_channel") == [3]
     assert parser.get_parsed_content("teacher_ckpt") == "./../brats_kdnet_teacher/models/model.pt"
 
 

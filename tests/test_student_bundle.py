@@ -153,6 +153,46 @@ def test_inference_reads_dicom(tiny_phantom, teacher_ckpt, tmp_path):
     assert {p.name: _digest(p) for p in dicom.iterdir()} == original, "inputs untouched"
 
 
+@pytest.mark.slow
+def test_a_combination_student_trains_distils_and_segments_from_its_images(tiny_phantom, teacher_ckpt, tmp_path):
+    """``--student_modality flair+t1c``: a two-channel student (T1c, FLAIR in the teacher's order) distils (loss_kd >
+    0), records its combination, and inference from the case's two images (given in any order, or found by the
+    default search) writes one label map on their grid."""
+    kd = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, student_modality="flair+t1c")
+    state = kd.parser.get_parsed_content("train#trainer").state
+    assert state.metrics["train_loss_kd"] > 0 and state.metrics["train_loss_feat"] > 0
+    assert kd.parser.get_parsed_content("train#trainer").student_channels == [0, 3]
+    model = torch.load(tmp_path / "student" / "models" / "model.pt", weights_only=True)
+    assert model["convInit.conv.weight"].shape[1] == 2, "the student takes two channels"
+    settings = json.loads((tmp_path / "student" / "models" / "model_settings.json").read_text())
+    assert settings["modality"] == "t1ce+flair" and settings["channels"] == ["T1c", "FLAIR"]
+    assert settings["in_channels"] == 2
+    case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
+    t1ce, flair = (tiny_phantom / case["image"][i] for i in (0, 3))
+    _run(
+        [STUDENT / "inference.json"],
+        "run",
+        tmp_path,
+        tiny_phantom,
+        input_image=[str(flair), str(t1ce)],  # the names say the sequences: put in the teacher's order
+        output_dir=str(tmp_path / "pred"),
+    )
+    (written,) = (tmp_path / "pred").glob("*.nii.gz")
+    assert written.name == f"{case['case']}_t1ce+flair_seg_brats2021.nii.gz"
+    pred, ref = nib.load(written), nib.load(t1ce)
+    assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
+    # the default search: every case folder's T1c and FLAIR, one map per case, the same map for this case
+    _run([STUDENT / "inference.json"], "run", tmp_path, tiny_phantom, output_dir=str(tmp_path / "all"))
+    maps = sorted((tmp_path / "all").glob("*.nii.gz"))
+    assert len(maps) == len(json.loads((tiny_phantom / "datalist.json").read_text())["test"]) + sum(
+        len(json.loads((tiny_phantom / "datalist.json").read_text())[k]) for k in ("training", "validation")
+    )
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(tmp_path / "all" / written.name).dataobj), np.asarray(pred.dataobj)
+    )
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 def _cli(*args, cwd=REPO):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(STUDENT / "train.json"), *args]
@@ -166,7 +206,11 @@ def _refused_training(*args) -> str:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--student_modality", "t3"], "error: unknown modality 't3': use one of t1, t1ce, t2, flair"),
+        (
+            ["--student_modality", "t3"],
+            "error: --student_modality: unknown modality 't3': use one of t1, t1ce, t2, flair",
+        ),
+        (["--student_modality", "t1ce+t1c"], "error: --student_modality: modality 't1ce+t1c' names t1ce twice"),
         (["--kd_weight", "-1"], "error: --kd_weight -1: a loss weight must be a number >= 0"),
         (["--kd_temperature", "0"], "error: --kd_temperature 0: the temperature must be a number > 0"),
         (
@@ -322,7 +366,10 @@ def test_follow_margin_sets_the_kd_region_weights_of_the_bundle_loss(tmp_path):
     assert parser.get_parsed_content("loss").kd_loss.channel_weights == [1.0, 0.5, 1.0]
 
 
-@pytest.mark.parametrize("modality, channel", [("t1", 1), ("t1ce", 0), ("t2", 2), ("flair", 3), ("t2f", 3), ("T1c", 0)])
+@pytest.mark.parametrize(
+    "modality, channel",
+    [("t1", [1]), ("t1ce", [0]), ("t2", [2]), ("flair", [3]), ("t2f", [3]), ("T1c", [0]), ("flair+t1ce", [0, 3])],
+)
 def test_every_modality_selects_its_teacher_channel(modality, channel):
     """The bundle's ``student_channel`` (the batch channel the student sees) for every accepted name, no training."""
     from monai.bundle import ConfigParser

@@ -177,7 +177,7 @@ def package_bundle(
     import torch
     from monai.bundle import ConfigParser
 
-    from kd_components.brats import CHANNEL_NAMES, MODALITY_ALIASES
+    from kd_components.brats import CHANNEL_NAMES, COMBINATION_SEPARATOR, combination_members
     from kd_components.training.checkpoints import load_network
     from kd_components.training.weights import SETTINGS_NAME, read_model_settings
 
@@ -217,9 +217,11 @@ def package_bundle(
             or flat.get("train.json", {}).get("student_modality")
             or "t1ce"
         )
-        if str(modality).lower() not in MODALITY_ALIASES:
-            raise InputError(f"--student-modality '{modality}' is not a BraTS modality: use t1, t1ce, t2 or flair.")
-        modality = MODALITY_ALIASES[str(modality).lower()]
+        try:
+            members = combination_members(modality)
+        except ValueError as e:
+            raise InputError(f"--student-modality: {e}") from None
+        modality = COMBINATION_SEPARATOR.join(members)
         overrides["student_modality"] = modality
         overrides.setdefault("teacher_ckpt", f"$@bundle_root + '/../{teacher_name}/models/model.pt'")
     elif student_modality:
@@ -230,16 +232,17 @@ def package_bundle(
             cfg["bundle_root"] = "."
     name = name or DEFAULT_NAMES.get(bundle.resolve().name, bundle.resolve().name)
     if is_student and not student_modality_in(name):
-        name = f"{name}_{modality}"
+        name = f"{name}_{modality.replace(COMBINATION_SEPARATOR, '_')}"  # a combination: ..._t1ce_flair
     metadata = json.loads((configs / "metadata.json").read_text())
     if version:
         metadata["version"] = version
         metadata.setdefault("changelog", {})[version] = metadata.get("changelog", {}).get(version, "packaged")
     if is_student:
         fmt = metadata["network_data_format"]["inputs"]["image"]
-        fmt["channel_def"] = {"0": CHANNEL_NAMES[modality]}
+        fmt["channel_def"] = {str(i): CHANNEL_NAMES[m] for i, m in enumerate(members)}
+        fmt["num_channels"] = len(members)
         metadata["student_modality"] = modality
-        metadata["name"] = f"{metadata.get('name', name)}, {CHANNEL_NAMES[modality]}"
+        metadata["name"] = f"{metadata.get('name', name)}, {'+'.join(CHANNEL_NAMES[m] for m in members)}"
 
     output = Path(output)
     target = output if output.suffix == ".zip" else output / f"{name}.zip"

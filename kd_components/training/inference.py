@@ -19,6 +19,7 @@ and before anything is written.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ from pathlib import Path
 from kd_components import brats
 from kd_components.data.validate import case_problems, dimension_problem, image_problems
 from kd_components.errors import InputError
+
+logger = logging.getLogger("kd_components.inference")
 
 __all__ = [
     "case_name_formatter",
@@ -77,8 +80,6 @@ def output_convention(datalist: Sequence[dict], convention: str | None = None) -
     Raises:
         InputError: an unknown convention, or inputs of both layouts in one run with none asked for.
     """
-    import logging
-
     if convention is not None:
         if convention not in brats.ET_LABEL:
             raise InputError(
@@ -94,7 +95,7 @@ def output_convention(datalist: Sequence[dict], convention: str | None = None) -
         )
     followed = bool(layouts)
     chosen = layouts.pop() if layouts else DEFAULT_CONVENTION
-    logging.getLogger(__name__).info(
+    logger.info(
         "label maps written in the %s convention (ET = %d), %s; --output_label_convention sets another.",
         chosen,
         brats.ET_LABEL[chosen],
@@ -152,42 +153,111 @@ def find_images(dataset_dir: str | os.PathLike, modality: str) -> list[str]:
     return sorted(found)
 
 
+def _modality_of(path: str) -> str | None:
+    """The sequence a file's BraTS name says (``CASE_t1ce.nii.gz`` / ``CASE-t2f.nii.gz``), or None."""
+    name = os.path.basename(os.path.normpath(str(path)))
+    for ext in _IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for convention, suffixes in brats.FILE_SUFFIXES.items():
+        for suffix, role in suffixes.items():
+            if role != "seg" and name.endswith(brats.FILE_SEPARATOR[convention] + suffix):
+                return role
+    return None
+
+
+def _one_case(paths: list[str], members: list[str]) -> list[str]:
+    """One case's files of a combination, in the teacher's channel order.
+
+    Names that say their sequence are put in that order (and must be the combination's); names that say nothing (a
+    DICOM folder, ``scan.nrrd``) are taken in the order given, which the log states.
+    """
+    combo = brats.COMBINATION_SEPARATOR.join(members)
+    if len(paths) != len(members):
+        raise InputError(
+            f"--input_image {paths}: a {combo} student needs {len(members)} images per case (one per sequence, or one "
+            f"stacked {len(members)}-channel file), got {len(paths)}."
+        )
+    said = [_modality_of(p) for p in paths]
+    if all(said):
+        if sorted(said) != sorted(members):
+            raise InputError(
+                f"--input_image {paths}: their names say {'+'.join(said)}, the student's inputs are {combo}: give "
+                f"the images of {combo}."
+            )
+        return [paths[said.index(m)] for m in members]
+    logger.warning(f"--input_image {paths}: the names do not say their sequences; taken in the order given as {combo}")
+    return paths
+
+
 def student_datalist(
-    input_image: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    input_image: str | os.PathLike | Sequence | None,
     dataset_dir: str | os.PathLike,
     modality: str,
 ) -> list[dict]:
-    """The student's inference items ``[{"image": path}, ...]``: ``input_image`` (one path or a list), or, when it
-    is None or empty, every case's image of ``modality`` under ``dataset_dir``.
+    """The student's inference items ``[{"image": path or [paths]}, ...]``.
+
+    One modality: ``input_image`` (one path or a list of images to segment), or, when it is None or empty, every
+    case's image of ``modality`` under ``dataset_dir``. A combination (``t1ce+flair``): ``input_image`` is one
+    case's images (a list, one per sequence), a list of such lists, or one stacked multi-channel file; by default
+    every case folder's images of the combination. Images are always handed in the teacher's channel order.
 
     Raises:
-        InputError: an unknown modality, no image at all, or a path that does not exist.
+        InputError: an unknown modality, no image at all, a path that does not exist, a case missing one of the
+            combination's images, or images whose names say other sequences.
     """
     try:
-        canonical = brats.canonical_modality(modality)
+        members = brats.combination_members(modality)
     except ValueError as e:
         raise InputError(f"--student_modality: {e}") from None
-    if input_image is None or (not isinstance(input_image, (str, os.PathLike)) and len(input_image) == 0):
-        images = find_images(dataset_dir, modality)
-        if not images:
+    combo = brats.COMBINATION_SEPARATOR.join(members)
+    given = input_image is not None and (isinstance(input_image, (str, os.PathLike)) or len(input_image) > 0)
+    items: list[str | list[str]]
+    if not given:
+        found = {m: find_images(dataset_dir, m) for m in members}
+        by_case: dict[str, dict[str, str]] = {}
+        for m, paths in found.items():
+            for p in paths:
+                by_case.setdefault(str(Path(p).parent), {})[m] = p
+        if not by_case:
             layouts = " or ".join(
-                f"CASE/CASE{brats.FILE_SEPARATOR[c]}{next(k for k, v in sfx.items() if v == canonical)}.nii[.gz]"
+                f"CASE/CASE{brats.FILE_SEPARATOR[c]}{next(k for k, v in sfx.items() if v == m)}.nii[.gz]"
                 for c, sfx in brats.FILE_SUFFIXES.items()
+                for m in members[:1]
             )
+            names = "+".join(brats.CHANNEL_NAMES[m] for m in members)
             raise InputError(
                 f"no image to segment: no --input_image given, and no case folder under --dataset_dir '{dataset_dir}' "
-                f"holds a {brats.CHANNEL_NAMES[canonical]} image ({layouts}); pass --input_image with a NIfTI/NRRD/MHA "
-                f"file, a DICOM folder or a list of files."
+                f"holds a {names} image ({layouts}); pass --input_image with a NIfTI/NRRD/MHA file, a DICOM folder or "
+                "a list of files."
             )
-    else:
-        images = [str(input_image)] if isinstance(input_image, (str, os.PathLike)) else [str(p) for p in input_image]
-    for p in images:
-        if not os.path.exists(p):
+        incomplete = sorted(case for case, files in by_case.items() if len(files) != len(members))
+        if incomplete:
             raise InputError(
-                f"--input_image '{p}' does not exist: pass an existing NIfTI/NRRD/MHA file, a DICOM folder or a list "
-                f"of them."
+                f"case folder(s) {', '.join(incomplete[:3])}{' ...' if len(incomplete) > 3 else ''} lack one of the "
+                f"{combo} images the student needs: add them, or pass --input_image with the cases to segment."
             )
-    return [{"image": p} for p in images]
+        items = [
+            [files[m] for m in members] if len(members) > 1 else files[members[0]]
+            for _, files in sorted(by_case.items())
+        ]
+    elif isinstance(input_image, (str, os.PathLike)):
+        items = [str(input_image)]  # one file: a single sequence, or a stacked multi-channel image
+    elif len(members) == 1:
+        items = [str(p) for p in input_image]
+    elif all(isinstance(p, (list, tuple)) for p in input_image):
+        items = [_one_case([str(q) for q in p], members) for p in input_image]
+    else:
+        items = [_one_case([str(p) for p in input_image], members)]
+    for item in items:
+        for p in [item] if isinstance(item, str) else item:
+            if not os.path.exists(p):
+                raise InputError(
+                    f"--input_image '{p}' does not exist: pass an existing NIfTI/NRRD/MHA file, a DICOM folder or a "
+                    "list of them."
+                )
+    return [{"image": item} for item in items]
 
 
 def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | os.PathLike, key: str) -> list[dict]:

@@ -134,13 +134,35 @@ def as_bool(value, name: str) -> bool:
         raise InputError(f"--{name} is {value!r}: give true or false.") from None
 
 
-def student_channel(modality: str) -> int:
-    """The teacher-input channel of the student's modality (``--student_modality``).
+def student_channel(modality: str) -> list[int]:
+    """The teacher-input channels of the student's modality or combination (``--student_modality t1ce`` -> ``[0]``,
+    ``t1ce+flair`` -> ``[0, 3]``), in the teacher's channel order.
 
     Raises:
-        InputError: a name that is not a BraTS modality.
+        InputError: a name that is not a BraTS modality, or a combination that names one twice.
     """
     try:
-        return brats.modality_index(modality)
+        return brats.combination_indices(modality)
     except ValueError as e:
-        raise InputError(str(e)) from None
+        raise InputError(f"--student_modality: {e}") from None
+
+
+def student_in_channels(modality: str) -> int:
+    """The student network's input channels: one per sequence of its modality or combination.
+
+    Raises:
+        InputError: as ``student_channel``.
+    """
+    return len(student_channel(modality))
+
+
+def student_modality_name(modality: str) -> str:
+    """The canonical name of the student's modality or combination (``T2F+t1c`` -> ``t1ce+flair``).
+
+    Raises:
+        InputError: as ``student_channel``.
+    """
+    try:
+        return brats.canonical_combination(modality)
+    except ValueError as e:
+        raise InputError(f"--student_modality: {e}") from None

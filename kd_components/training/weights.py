@@ -78,10 +78,11 @@ def write_model_settings(
     settings = {
         "roi_size": _window(roi_size),
         "in_channels": int(in_channels),
-        "modality": brats.canonical_modality(modality) if modality else None,
-        "channels": [brats.CHANNEL_NAMES[brats.canonical_modality(modality)]]
-        if modality
-        else [brats.CHANNEL_NAMES[m] for m in brats.TEACHER_CHANNELS],
+        "modality": brats.canonical_combination(modality) if modality else None,
+        "channels": [
+            brats.CHANNEL_NAMES[m]
+            for m in (brats.combination_members(modality) if modality else brats.TEACHER_CHANNELS)
+        ],
         "normalisation": normalisation,
     }
     path = Path(ckpt_dir) / SETTINGS_NAME
@@ -183,7 +184,7 @@ def check_modality(ckpt_dir: str | os.PathLike, modality: str | None) -> str | N
     if modality is None:
         return None
     try:
-        canonical = brats.canonical_modality(modality)
+        canonical = brats.canonical_combination(modality)
     except ValueError as e:
         raise InputError(f"--student_modality: {e}") from None
     settings = read_model_settings(ckpt_dir)
@@ -191,8 +192,8 @@ def check_modality(ckpt_dir: str | os.PathLike, modality: str | None) -> str | N
     if trained is not None and canonical != trained:
         raise InputError(
             f"--student_modality {modality} but the weights in '{ckpt_dir}' were trained on {trained} "
-            f"({SETTINGS_NAME}): a one-channel student runs on any scan and segments the wrong one badly; pass "
-            f"--student_modality {trained}, or the weights of a {canonical} student."
+            f"({SETTINGS_NAME}): a student runs on any scan of its channel count and segments the wrong one badly; "
+            f"pass --student_modality {trained}, or the weights of a {canonical} student."
         )
     return canonical
 
