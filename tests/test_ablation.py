@@ -50,7 +50,8 @@ def test_variants_state_every_kd_setting_explicitly():
     [
         (["--variants", "nope"], "error: --variants: unknown nope; choose from baseline"),
         (["--jobs", "0"], "error: --jobs 0: give 1 or more."),
-        (["--modalities", "dwi"], "error: unknown modality 'dwi'"),
+        (["--modalities", "dwi"], "error: --modalities: unknown modality 'dwi'"),
+        (["--modalities", "t1ce+t1c"], "error: --modalities: modality 't1ce+t1c' names t1ce twice"),
     ],
 )
 def test_ill_arguments(tmp_path, capsys, args, message):

@@ -84,7 +84,7 @@ def test_ill_data_dir_missing(tmp_path, capsys):
 
 def test_ill_unknown_modality(tmp_path, capsys):
     line = _refused(capsys, "--output", str(tmp_path / "d"), "--modalities", "t1,dwi", "--quick")
-    assert line.startswith("error: unknown modality 'dwi'")
+    assert line.startswith("error: --modalities: unknown modality 'dwi'")
 
 
 def test_ill_data_dir_without_brats_cases(tmp_path, capsys):

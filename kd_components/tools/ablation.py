@@ -366,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--output", default="runs/ablation", help="run folder (default runs/ablation)")
     ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
-    ap.add_argument("--modalities", default="all", help="student modalities: all (default), t1ce, or a list t1,t2")
+    ap.add_argument(
+        "--modalities",
+        default="all",
+        help="student modalities: all (default), t1ce, or a list t1,t2; a combination joins names with + (t1ce+flair)",
+    )
     ap.add_argument("--seeds", type=int, default=2, help="student seeds per modality and variant (default 2)")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variants (see module doc)")
     ap.add_argument("--split", default="validation", choices=("validation", "test"), help="split to score on")

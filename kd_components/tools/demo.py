@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kd_components.brats import MODALITY_ALIASES, modality_index
+from kd_components.brats import canonical_combination
 from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError, command
 from kd_components.files import atomic_write_text
@@ -305,13 +305,11 @@ def check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
 def _parse_modalities(value: str) -> list[str]:
     if value.strip().lower() == "all":
         return ["t1", "t1ce", "t2", "flair"]
-    names = [v.strip().lower() for v in value.split(",") if v.strip()]
-    for n in names:
-        try:
-            modality_index(n)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-    return list(dict.fromkeys(MODALITY_ALIASES[n] for n in names))
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    try:  # one modality (t1ce) or a combination (t1ce+flair), each normalised to the teacher's channel order
+        return list(dict.fromkeys(canonical_combination(n) for n in names))
+    except ValueError as e:
+        raise InputError(f"--modalities: {e}") from None
 
 
 @command
@@ -323,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--output", default="runs/demo", help="run folder (default runs/demo)")
     ap.add_argument("--data-dir", default=None, help="a BraTS folder; default: generate the synthetic phantom")
-    ap.add_argument("--modalities", default="t1ce", help="student modalities: t1ce (default), all, or a list t1,t2")
+    ap.add_argument(
+        "--modalities",
+        default="t1ce",
+        help="student modalities: t1ce (default), all, or a list t1,t2; a combination joins names with +: t1ce+flair",
+    )
     ap.add_argument("--seeds", type=int, default=1, help="student seeds per modality (default 1; use 3+ for evidence)")
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default 8; quick 2)")
     ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 4; quick 1)")

@@ -136,8 +136,9 @@ def _fmt(mean: float, spread: float, digits: int = 3) -> str:
 
 
 def _modality_name(m: str) -> str:
-    canon = MODALITY_ALIASES.get(m.lower(), m)
-    return CHANNEL_NAMES.get(canon, m)
+    """Display name of a modality or combination: ``t1ce`` -> ``T1c``, ``t1ce+flair`` -> ``T1c+FLAIR``."""
+    parts = [MODALITY_ALIASES.get(p.strip().lower(), p) for p in str(m).split("+")]
+    return "+".join(CHANNEL_NAMES.get(p, p) for p in parts)
 
 
 def write_report(runs: Path, output: Path, command: str | None = None, split: str | None = None) -> Path:
