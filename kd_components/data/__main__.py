@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
     k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")
     k.add_argument("--output", required=True, help="4-channel NIfTI to write, e.g. studies/CASE.nii.gz")
+    k.add_argument(
+        "--modality",
+        default=None,
+        help="only a student's sequences, e.g. t1ce+flair (a 2-channel image for that student); default all four",
+    )
     m = sub.add_parser(
         "msd",
         help="convert the Medical Segmentation Decathlon's Task01_BrainTumour (4-D images) to the BraTS 2018-2021 "
@@ -67,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             args.output, args.num_cases, tuple(args.shape), args.seed, args.val_fraction, args.test_fraction
         )
     elif args.command == "stack":
-        out = stack_case(args.case_dir, args.output)
-        print(f"wrote {out} (channels T1c, T1, T2, FLAIR) in {time.time() - t0:.1f} s")
+        from kd_components.brats import CHANNEL_NAMES, TEACHER_CHANNELS, combination_members
+
+        out = stack_case(args.case_dir, args.output, args.modality)
+        members = combination_members(args.modality) if args.modality else TEACHER_CHANNELS
+        print(f"wrote {out} (channels {', '.join(CHANNEL_NAMES[m] for m in members)}) in {time.time() - t0:.1f} s")
         return 0
     elif args.command == "msd":
         from kd_components.data.msd import convert_msd

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.brats import TEACHER_CHANNELS
+from kd_components.brats import TEACHER_CHANNELS, combination_members
 from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError
 from kd_components.files import atomic_path
@@ -20,14 +20,16 @@ from kd_components.files import atomic_path
 __all__ = ["stack_case"]
 
 
-def stack_case(case_dir: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Write the case in ``case_dir`` (2018-2021 or 2023 layout) as one 4-channel float32 NIfTI ``output``.
+def stack_case(case_dir: str | os.PathLike, output: str | os.PathLike, modality: str | None = None) -> Path:
+    """Write the case in ``case_dir`` (2018-2021 or 2023 layout) as one multi-channel float32 NIfTI ``output``.
 
-    The output keeps the first modality's affine and header; shape ``(X, Y, Z, 4)``.
+    The output keeps the first modality's affine and header; shape ``(X, Y, Z, C)``: the four sequences for the
+    teacher (C = 4), or those of a student's combination (``t1ce+flair``: C = 2), in the teacher's channel order.
 
     Args:
         case_dir: folder of one BraTS case.
         output: file to write (``.nii.gz``); never one of the case's own files, never an existing file.
+        modality: a student's modality or combination; None: all four (the teacher's input).
 
     Raises:
         InputError: missing or several cases in ``case_dir``, modalities that differ in shape or affine, an
@@ -46,12 +48,16 @@ def stack_case(case_dir: str | os.PathLike, output: str | os.PathLike) -> Path:
     if len(cases) != 1:
         raise InputError(f"'{case_dir}' holds {len(cases)} cases: give the folder of exactly one case.")
     case = cases[0]
-    images = [nib.load(str(case.files[m])) for m in TEACHER_CHANNELS]
+    try:
+        members = list(TEACHER_CHANNELS) if modality is None else combination_members(modality)
+    except ValueError as e:
+        raise InputError(f"--modality: {e}") from None
+    images = [nib.load(str(case.files[m])) for m in members]
     ref = images[0]
-    for m, img in zip(TEACHER_CHANNELS[1:], images[1:]):
+    for m, img in zip(members[1:], images[1:]):
         if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
             raise InputError(
-                f"'{case.files[m]}' has shape {img.shape} and another affine than '{case.files['t1ce']}' "
+                f"'{case.files[m]}' has shape {img.shape} and another affine than '{case.files[members[0]]}' "
                 f"{ref.shape}: co-register the modalities first."
             )
     data = np.stack([np.asarray(img.dataobj, dtype=np.float32) for img in images], axis=-1)
