@@ -458,3 +458,21 @@ def test_package_carries_what_the_weights_were_trained_with(student_ckpt, tmp_pa
     assert json.loads((root / "models" / "model_settings.json").read_text())["roi_size"] == [48, 48, 48]
     for name in ("inference.json", "train.json"):
         assert json.loads((root / "configs" / name).read_text())["roi_size"] == [48, 48, 48]
+
+
+def test_runtime_code_is_what_the_configs_import():
+    """The packaged ``kd_components`` is the closure of what the configs and scripts import: every module a config
+    names is in it (with its imports and packages), and no command, phantom generator or converter is."""
+    from kd_components.tools.package import RUNTIME_SOURCE, runtime_files
+
+    for bundle in ("teacher", "student_kd"):
+        root = REPO / "bundles" / bundle
+        texts = [p.read_text() for p in (root / "configs").glob("*.json")]
+        files = {str(p.relative_to(RUNTIME_SOURCE)) for p in runtime_files(texts, sorted(root.glob("scripts/*.py")))}
+        assert {"__init__.py", "training/__init__.py", "training/trainer.py", "transforms.py"} <= files
+        assert "training/inference.py" in files and "training/weights.py" in files, "inference's checks"
+        assert not [f for f in files if f.startswith("tools/")], "no command ships"
+        assert not {"data/phantom.py", "data/msd.py", "data/__main__.py", "data/stack.py"} & files
+    # a module named only inside a `$` expression, and a name below a module, both resolve to the module's file
+    got = runtime_files(["$kd_components.data.load_training_items(@x)"])
+    assert RUNTIME_SOURCE / "data" / "datalist.py" in got and RUNTIME_SOURCE / "data" / "__init__.py" in got

@@ -59,8 +59,57 @@ __all__ = ["SCHEMA_PATH", "apply_overrides", "package_bundle", "read_config", "v
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "meta_schema.json"
 DEFAULT_NAMES = {"teacher": "brats_kdnet_teacher", "student_kd": "brats_kdnet_student"}
 #: the parts of this package a zip carries (``tools`` are commands run from a checkout, not bundle code)
-RUNTIME_IGNORE = ("tools", "__pycache__", "*.pyc")
 RUNTIME_SOURCE = Path(__file__).resolve().parents[1]
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of module ``kd_components.X.Y`` (its ``__init__.py`` for a package), or None."""
+    parts = name.split(".")[1:]
+    base = RUNTIME_SOURCE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(path: Path) -> set[str]:
+    """``kd_components`` modules ``path`` imports, at any depth (function-level imports count)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("kd_components")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kd_components"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def runtime_files(texts: Sequence[str], scripts: Sequence[Path] = ()) -> list[Path]:
+    """The ``kd_components`` files a packaged bundle needs: the modules its configs name (``_target_`` and ``$``
+    expressions in ``texts``) and its scripts import, with everything they import and their packages' ``__init__``.
+
+    The zoo receives the code its configs run and nothing else: no commands (``tools``), no phantom generator, no
+    published split files or schemas.
+    """
+    import re
+
+    todo = {m for t in texts for m in re.findall(r"kd_components(?:\.\w+)*", t)} | {"kd_components"}
+    for script in scripts:
+        todo |= _imported(script)
+    files: set[Path] = set()
+    while todo:
+        name = todo.pop()
+        while name.count(".") and _module_file(name) is None:  # kd_components.training.load_teacher -> the module
+            name = name.rsplit(".", 1)[0]
+        path = _module_file(name)
+        if path is None or path in files:
+            continue
+        files.add(path)
+        todo |= _imported(path)
+        todo |= {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}  # parent packages run first
+    return sorted(files)
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -261,7 +310,11 @@ def package_bundle(
                 shutil.copytree(bundle / folder, stage / folder, ignore=shutil.ignore_patterns("__pycache__"))
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
-        shutil.copytree(RUNTIME_SOURCE, stage / "kd_components", ignore=shutil.ignore_patterns(*RUNTIME_IGNORE))
+        texts = [p.read_text() for p in (stage / "configs").glob("*.json")]
+        for path in runtime_files(texts, sorted((stage / "scripts").glob("*.py"))):
+            dest = stage / "kd_components" / path.relative_to(RUNTIME_SOURCE)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
         if settings:
             shutil.copyfile(ckpt.parent / SETTINGS_NAME, stage / "models" / SETTINGS_NAME)
 
