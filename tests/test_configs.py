@@ -11,12 +11,7 @@ from conftest import REPO
 from kd_components.errors import InputError
 from kd_components.tools import configs
 
-BASE = {
-    "a": 1,
-    "b": {"x": [1, 2], "y": "k"},
-    "train#handlers": [{"_target_": "H", "n": 1}],
-    "z": 0,
-}
+BASE = {"a": 1, "b": {"x": [1, 2], "y": "k"}, "train#handlers": [{"_target_": "H", "n": 1}], "z": 0}
 
 
 @pytest.mark.parametrize(

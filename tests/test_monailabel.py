@@ -55,10 +55,7 @@ def _sample_app(venv: Path) -> Path:
 @pytest.fixture(scope="module")
 def monailabel_venv() -> Path:
     res = subprocess.run(
-        ["bash", str(REPO / "scripts" / "setup_monailabel.sh"), str(VENV)],
-        capture_output=True,
-        text=True,
-        timeout=1500,
+        ["bash", str(REPO / "scripts" / "setup_monailabel.sh"), str(VENV)], capture_output=True, text=True, timeout=1500
     )
     assert res.returncode == 0, f"MONAI Label venv setup failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
     return VENV

@@ -44,12 +44,7 @@ def _digest(path) -> str:
 @pytest.mark.parametrize("modality", ["t1ce", "t2f"])
 def test_kd_and_baseline_train(modality, tiny_phantom, teacher_ckpt, tmp_path):
     teacher_files = {p: _digest(p) for p in teacher_ckpt.parent.iterdir()}
-    kd = _train_kd(
-        tmp_path,
-        tiny_phantom,
-        teacher_ckpt,
-        student_modality=modality,
-    )
+    kd = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, student_modality=modality)
     state = kd.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 3
     assert state.metrics["train_loss_kd"] > 0 and state.metrics["train_loss_feat"] > 0
@@ -77,13 +72,7 @@ def test_kd_and_baseline_train(modality, tiny_phantom, teacher_ckpt, tmp_path):
 
 @pytest.mark.slow
 def test_smaller_student_with_feature_adapter(tiny_phantom, teacher_ckpt, tmp_path):
-    wf = _train_kd(
-        tmp_path,
-        tiny_phantom,
-        teacher_ckpt,
-        init_filters=8,
-        feature_channels=64,
-    )
+    wf = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, init_filters=8, feature_channels=64)
     adapter = wf.parser.get_parsed_content("feature_adapter")
     assert adapter.trainable and adapter.conv.in_channels == 64 and adapter.conv.out_channels == 128
     resume = torch.load(tmp_path / "student" / "models" / "last_checkpoint_epoch=1.pt", weights_only=True)

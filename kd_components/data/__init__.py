@@ -20,12 +20,7 @@ from kd_components.data.datalist import (
 
 #: names of the modules the bundles' configs never need at run time, imported when first used (PEP 562), so that a
 #: packaged bundle carries only the code its configs import (``kd_components.tools.package``)
-_LAZY = {
-    "PhantomCase": "phantom",
-    "make_phantom_case": "phantom",
-    "write_phantom": "phantom",
-    "stack_case": "stack",
-}
+_LAZY = {"PhantomCase": "phantom", "make_phantom_case": "phantom", "write_phantom": "phantom", "stack_case": "stack"}
 
 
 def __getattr__(name: str):
@@ -34,6 +29,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f"kd_components.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'kd_components.data' has no attribute {name!r}")
+
 
 __all__ = [
     "BratsCase",

@@ -86,6 +86,32 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
+#: the model zoo's isort settings (its setup.cfg): inside a zoo bundle ``kd_components`` is a third-party import
+ZOO_ISORT = {"profile": "black", "line_length": 120, "known_first_party": ["models"]}
+
+
+def _zoo_import_sorter(required: bool, zoo_root: Path):
+    """A function that orders a carried file's imports as the zoo's ``runtests.sh --isort`` wants them (in the zoo,
+    ``kd_components`` sorts with the third-party imports); the identity when isort is absent and not ``required``.
+    ``zoo_root`` stands for the zoo's checkout (isort's first party is what lies directly in it: not ``kd_components``,
+    which sits inside a bundle folder).
+
+    Raises:
+        InputError: ``required`` (the pull-request form, ``--weights-url``) and isort is not installed.
+    """
+    try:
+        import isort
+    except ImportError:
+        if required:
+            raise InputError(
+                "--weights-url writes the model zoo's pull-request form, whose imports must be sorted as the zoo's "
+                "isort sorts them: pip install -r requirements-dev.txt (isort), then package again."
+            ) from None
+        return lambda text: text
+    config = isort.Config(**ZOO_ISORT, src_paths=(str(zoo_root),))
+    return lambda text: isort.code(text, config=config)
+
+
 def runtime_files(texts: Sequence[str], scripts: Sequence[Path] = ()) -> list[Path]:
     """The ``kd_components`` files a packaged bundle needs: the modules its configs name (``_target_`` and ``$``
     expressions in ``texts``) and its scripts import, with everything they import and their packages' ``__init__``.
@@ -311,10 +337,11 @@ def package_bundle(
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
         texts = [p.read_text() for p in (stage / "configs").glob("*.json")]
+        sort_imports = _zoo_import_sorter(required=bool(weights_url), zoo_root=stage.parent)
         for path in runtime_files(texts, sorted((stage / "scripts").glob("*.py"))):
             dest = stage / "kd_components" / path.relative_to(RUNTIME_SOURCE)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
+            dest.write_text(sort_imports(path.read_text()))
         if settings:
             shutil.copyfile(ckpt.parent / SETTINGS_NAME, stage / "models" / SETTINGS_NAME)
 

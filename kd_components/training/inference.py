@@ -192,9 +192,7 @@ def _one_case(paths: list[str], members: list[str]) -> list[str]:
 
 
 def student_datalist(
-    input_image: str | os.PathLike | Sequence | None,
-    dataset_dir: str | os.PathLike,
-    modality: str,
+    input_image: str | os.PathLike | Sequence | None, dataset_dir: str | os.PathLike, modality: str
 ) -> list[dict]:
     """The student's inference items ``[{"image": path or [paths]}, ...]``.
 
