@@ -5,7 +5,7 @@ The package has three wings; imports point only from tools to training to the li
 The library (no Ignite engines, raises ``ValueError``):
 
 - ``brats``: the BraTS vocabulary (modalities, channel order, label conventions, regions, file names).
-- ``losses``: ``DistillationLoss`` and its terms (``SigmoidKLDivLoss``, ``SoftmaxKLDivLoss``,
+- ``losses``: ``DistillationLoss`` and its terms (``SigmoidKLDivLoss``, ``RegionClassKLDivLoss``,
   ``FeatureDistillationLoss``).
 - ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
 - ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
@@ -42,7 +42,8 @@ The library (no Ignite engines, raises ``ValueError``):
 seeds, scored on validation), ``tools.curves`` (learning curves of a study), ``tools.score`` (two label
 maps), ``tools.configs`` (the student's configs generated from the teacher's plus overlays; ``--check``). Every
 command's ``main`` goes through ``errors.command``, the one wrapper that turns an ``InputError`` into its line on
-stderr and exit status 1.
+stderr and exit status 1. ``tools.stages``: the stage engine (run sizes, stages as bundle command lines) the demo
+and the ablation share.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ from kd_components.options import as_bool, at_least
 __all__ = [
     "KD_REGIONS",
     "SigmoidKLDivLoss",
-    "SoftmaxKLDivLoss",
     "RegionClassKLDivLoss",
     "region_class_probabilities",
     "FeatureDistillationLoss",
@@ -198,45 +197,6 @@ class SigmoidKLDivLoss(_OutputKD):
             else None
         )
         value = _balanced_mean(kl, p > 0.5, mask) if self.balanced else _masked_mean(kl, mask)
-        return value * t * t
-
-
-class SoftmaxKLDivLoss(_OutputKD):
-    """KL(softmax(teacher / T) || softmax(student / T)) over the channel axis, times T^2 (multi-class outputs).
-
-    Summed over classes and averaged over voxels (restricted to the tumour neighbourhood, where class 0 is
-    background, and balanced between teacher-foreground and background voxels as configured).
-
-    Args:
-        temperature: T > 0.
-        region: ``all`` or ``tumour``.
-        margin: dilation of the tumour neighbourhood, in voxels.
-        balanced: average teacher-foreground and teacher-background voxels separately.
-
-    Raises:
-        ValueError: T <= 0, unknown region, negative margin; at call, student and teacher shapes differ.
-    """
-
-    def __init__(self, temperature: float = 2.0, region: str = "tumour", margin: int = 4, balanced: bool = True):
-        super().__init__(temperature, region, margin, balanced)
-
-    def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        _check_same_shape(student_logits, teacher_logits, "SoftmaxKLDivLoss")
-        t = self.temperature
-        log_q = F.log_softmax(student_logits.float() / t, dim=1)
-        log_p = F.log_softmax(teacher_logits.detach().float() / t, dim=1)
-        kl = (log_p.exp() * (log_p - log_q)).sum(1, keepdim=True)
-        mask = (
-            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, None)
-            if self.region == "tumour"
-            else None
-        )
-        if self.balanced:
-            value = _balanced_mean(kl, teacher_logits.detach().argmax(1, keepdim=True) > 0, mask)
-        else:
-            value = _masked_mean(kl, mask)
         return value * t * t
 
 

@@ -9,7 +9,6 @@ from kd_components.losses import (
     FeatureDistillationLoss,
     RegionClassKLDivLoss,
     SigmoidKLDivLoss,
-    SoftmaxKLDivLoss,
     region_class_probabilities,
     tumour_neighbourhood,
 )
@@ -34,16 +33,6 @@ def test_sigmoid_kl_hand_computed(t, s, temperature, expected):
     assert loss(_vox([s]), _vox([t])).item() == pytest.approx(expected, abs=1e-5)
 
 
-# softmax over classes, T 1: teacher [2, 0] vs student [0, 0] is the binary case above (0.327813);
-# teacher [1, 0, 0] vs uniform: p = (e, 1, 1) / (e + 2) -> sum p ln(3p) = 0.123284
-@pytest.mark.parametrize("t, expected", [([2.0, 0.0], 0.327813), ([1.0, 0.0, 0.0], 0.123284)])
-def test_softmax_kl_hand_computed(t, expected):
-    n = len(t)
-    loss = SoftmaxKLDivLoss(1.0, region="all", balanced=False)
-    teacher = torch.tensor(t).reshape(1, n, 1, 1, 1)
-    assert loss(torch.zeros(1, n, 1, 1, 1), teacher).item() == pytest.approx(expected, abs=1e-5)
-
-
 def test_t_squared_scaling():
     """The result is T^2 times the mean KL of the softened outputs."""
     s, t = torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4)
@@ -55,7 +44,7 @@ def test_t_squared_scaling():
 
 
 @pytest.mark.parametrize("region, balanced", [("all", False), ("all", True), ("tumour", True), ("tumour", False)])
-@pytest.mark.parametrize("cls", [SigmoidKLDivLoss, SoftmaxKLDivLoss])
+@pytest.mark.parametrize("cls", [SigmoidKLDivLoss, RegionClassKLDivLoss])
 def test_zero_when_student_equals_teacher(cls, region, balanced):
     x = torch.randn(2, 3, 8, 8, 8) * 3
     target = (torch.rand(2, 3, 8, 8, 8) > 0.5).float()
@@ -171,7 +160,7 @@ def test_ill_temperature(temperature):
     with pytest.raises(ValueError, match="temperature must be a number > 0"):
         SigmoidKLDivLoss(temperature)
     with pytest.raises(ValueError, match="temperature must be a number > 0"):
-        SoftmaxKLDivLoss(temperature)
+        RegionClassKLDivLoss(temperature)
 
 
 @pytest.mark.parametrize("weights", [{"seg_weight": -1.0}, {"kd_weight": -0.1}, {"feature_weight": -2}])

@@ -32,18 +32,18 @@ from pathlib import Path
 from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
-from kd_components.tools.demo import (
+from kd_components.tools.report import REGION_ORDER, paired_difference
+from kd_components.tools.stages import (
     Stage,
-    _parse_modalities,
     check_counts,
     common_overrides,
     data_stage,
+    parse_modalities,
     sizes,
     stage_env,
     student_stages,
     teacher_stages,
 )
-from kd_components.tools.report import REGION_ORDER, paired_difference
 from kd_components.training.quality import collapsed
 
 __all__ = ["VARIANTS", "TEACHER_VARIANTS", "rank_variants", "summarise", "main"]
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--{name.replace('_', '-')} {value}: give a fraction between 0 and 1.")
     if not 0 < args.labelled_fraction <= 1:
         raise InputError(f"--labelled-fraction {args.labelled_fraction}: give a fraction in (0, 1].")
-    variants, modalities = _parse_variants(args.variants), _parse_modalities(args.modalities)
+    variants, modalities = _parse_variants(args.variants), parse_modalities(args.modalities)
     if args.labelled_fraction == 1 and any((VARIANTS[v] or {}).get("unlabelled_split") for v in variants):
         raise InputError(
             "--variants voxel_mean_unlabelled needs --labelled-fraction below 1 (it learns from the cases left out)."

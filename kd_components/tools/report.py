@@ -319,7 +319,7 @@ def _margin_line(runs: Path, groups: dict) -> list[str]:
     The same rule as the training (``kd_components.training.quality.weak_regions``) on the same records: the
     teacher's ``validation.json`` and the seed's baseline's, in the demo's layout. Empty for other runs.
     """
-    from kd_components.tools.demo import PROFILES
+    from kd_components.tools.stages import PROFILES
     from kd_components.training.quality import TEACHER_MARGIN, read_validation_record, weak_regions
 
     config_file = runs / "demo_config.json"
