@@ -108,3 +108,19 @@ def test_metadata_names_the_schema_of_the_keys_it_carries(zoo_root):
         content = json.loads(meta.read_text())
         assert "optional_packages_version" not in content and "required_packages_version" in content
         assert content["schema"].endswith("/meta_schema_20240725.json"), meta
+
+
+def test_packaged_readme_is_written_for_the_bundle(zoo_root):
+    """The packaged ``docs/README.md``: the zoo template's sections in its order, commands relative to the bundle
+    folder, no repository paths, commands or links out of the bundle; phantom metrics said to be phantom metrics."""
+    order = ["Model Overview", "Data", "Performance", "System Configuration", "Limitations", "Citation", "References"]
+    for bundle in ("brats_kdnet_teacher", "brats_kdnet_student_t1ce"):
+        text = (zoo_root / "models" / bundle / "docs" / "README.md").read_text()
+        headings = [line[3:].strip() for line in text.splitlines() if line.startswith("## ")]
+        assert [h for h in headings if h in order] == order, headings
+        for word in ("bundles/", "kd_components.tools", "](../", "<!-- repository", "tests/", "zoo/ci"):
+            assert word not in text, f"{bundle}: '{word}' in its README"
+        assert "--config_file configs/train.json" in text
+        assert "phantom metrics, not BraTS metrics" in " ".join(text.split())
+    student = (zoo_root / "models" / "brats_kdnet_student_t1ce" / "docs" / "README.md").read_text()
+    assert "../brats_kdnet_teacher/models/model.pt" in student

@@ -86,6 +86,23 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
+def zoo_docs(text: str, own: str, teacher_name: str) -> str:
+    """A bundle's ``docs/README.md`` as the packaged bundle ships it: no repository paths or commands.
+
+    Blocks between ``<!-- repository -->`` and ``<!-- /repository -->`` (what needs this project's repository: its
+    commands, tests, results page) are left out; ``bundles/<own>/`` paths become relative to the bundle folder,
+    ``bundles/teacher`` the packaged teacher beside it; relative links out of the bundle keep their text only.
+    """
+    import re
+
+    text = re.sub(r"<!-- repository -->\n.*?<!-- /repository -->\n\n?", "", text, flags=re.S)
+    text = text.replace(f"bundles/{own}/", "").replace(f"`bundles/{own}`", "this bundle")
+    text = text.replace("bundles/teacher/", f"../{teacher_name}/").replace("`bundles/teacher`", f"`{teacher_name}`")
+    text = text.replace("`bundles/student_kd`", "the student bundles")
+    text = re.sub(r"\[([^\]]+)\]\(\.\./[^)]*\)", r"\1", text)
+    return text
+
+
 #: the model zoo's isort settings (its setup.cfg): inside a zoo bundle ``kd_components`` is a third-party import
 ZOO_ISORT = {"profile": "black", "line_length": 120, "known_first_party": ["models"]}
 
@@ -334,6 +351,9 @@ def package_bundle(
         for folder in ("docs", "scripts"):
             if (bundle / folder).is_dir():
                 shutil.copytree(bundle / folder, stage / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        readme = stage / "docs" / "README.md"
+        if readme.is_file():
+            readme.write_text(zoo_docs(readme.read_text(), bundle.resolve().name, teacher_name))
         if (bundle / "LICENSE").is_file():
             shutil.copyfile(bundle / "LICENSE", stage / "LICENSE")
         texts = [p.read_text() for p in (stage / "configs").glob("*.json")]
