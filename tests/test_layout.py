@@ -3,7 +3,6 @@ repeats the teacher's recipe exactly where it shares it, and the package's wings
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from conftest import REPO
 
 import kd_components
 from kd_components.tools import configs
+from kd_components.tools.package import imported_modules
 
 BUNDLES = REPO / "bundles"
 PACKAGE = REPO / "kd_components"
@@ -137,14 +137,9 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """kd_components modules that ``path`` imports, at any depth (function-level imports count too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("kd_components")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kd_components"):
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
+    """kd_components modules that ``path`` imports, at any depth (function-level imports count too): the reading
+    the packager uses for the code a bundle carries."""
+    found = imported_modules(path)
     modules = _modules()
     return {m for m in found if m in modules and m != module}
 

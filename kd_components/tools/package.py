@@ -72,7 +72,7 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
     """``kd_components`` modules ``path`` imports, at any depth (function-level imports count)."""
     import ast
 
@@ -140,7 +140,7 @@ def runtime_files(texts: Sequence[str], scripts: Sequence[Path] = ()) -> list[Pa
 
     todo = {m for t in texts for m in re.findall(r"kd_components(?:\.\w+)*", t)} | {"kd_components"}
     for script in scripts:
-        todo |= _imported(script)
+        todo |= imported_modules(script)
     files: set[Path] = set()
     while todo:
         name = todo.pop()
@@ -150,7 +150,7 @@ def runtime_files(texts: Sequence[str], scripts: Sequence[Path] = ()) -> list[Pa
         if path is None or path in files:
             continue
         files.add(path)
-        todo |= _imported(path)
+        todo |= imported_modules(path)
         todo |= {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}  # parent packages run first
     return sorted(files)
 

@@ -45,17 +45,26 @@ _IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 DEFAULT_CONVENTION = "brats2021"
 
 
-def _layout_of(path: str) -> str | None:
-    """The BraTS layout (``brats2021`` / ``brats2023``) a file name follows, or None (another name)."""
+def _split_name(path: str | os.PathLike) -> tuple[str, str | None, str | None]:
+    """A file's name read as BraTS names it: ``(case, layout, role)``. ``CASE-t1c.nii.gz`` ->
+    ``("CASE", "brats2023", "t1ce")``; a name without a BraTS suffix (``scan.nrrd``, a DICOM folder) ->
+    ``("scan", None, None)``."""
     name = os.path.basename(os.path.normpath(str(path)))
     for ext in _IMAGE_EXTENSIONS:
         if name.endswith(ext):
             name = name[: -len(ext)]
             break
     for convention, suffixes in brats.FILE_SUFFIXES.items():
-        if any(name.endswith(brats.FILE_SEPARATOR[convention] + suffix) for suffix in suffixes):
-            return convention
-    return None
+        for suffix, role in suffixes.items():
+            tail = brats.FILE_SEPARATOR[convention] + suffix
+            if name.endswith(tail) and len(name) > len(tail):
+                return name[: -len(tail)], convention, role
+    return name, None, None
+
+
+def _layout_of(path: str) -> str | None:
+    """The BraTS layout (``brats2021`` / ``brats2023``) a file name follows, or None (another name)."""
+    return _split_name(path)[1]
 
 
 def _item_paths(items: Sequence[dict]) -> list[str]:
@@ -115,18 +124,8 @@ def case_name_formatter(metadict: dict | None, saver: object) -> dict:
     from monai.data.folder_layout import default_name_formatter
 
     out = default_name_formatter(metadict or {}, saver)
-    name = os.path.basename(os.path.normpath(str(out["subject"])))
-    for ext in _IMAGE_EXTENSIONS:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for convention, suffixes in brats.FILE_SUFFIXES.items():
-        for suffix in suffixes:
-            tail = brats.FILE_SEPARATOR[convention] + suffix
-            if name.endswith(tail) and len(name) > len(tail):
-                name = name[: -len(tail)]
-                break
-    out["subject"] = name + ".nii.gz"  # the extension is dropped by MONAI's folder layout, never part of the name
+    # the extension is dropped by MONAI's folder layout, never part of the name
+    out["subject"] = _split_name(out["subject"])[0] + ".nii.gz"
     return out
 
 
@@ -155,16 +154,8 @@ def find_images(dataset_dir: str | os.PathLike, modality: str) -> list[str]:
 
 def _modality_of(path: str) -> str | None:
     """The sequence a file's BraTS name says (``CASE_t1ce.nii.gz`` / ``CASE-t2f.nii.gz``), or None."""
-    name = os.path.basename(os.path.normpath(str(path)))
-    for ext in _IMAGE_EXTENSIONS:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for convention, suffixes in brats.FILE_SUFFIXES.items():
-        for suffix, role in suffixes.items():
-            if role != "seg" and name.endswith(brats.FILE_SEPARATOR[convention] + suffix):
-                return role
-    return None
+    role = _split_name(path)[2]
+    return None if role == "seg" else role
 
 
 def _one_case(paths: list[str], members: list[str]) -> list[str]:
