@@ -42,6 +42,7 @@ def zoo_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # each test here reads the two packaged bundles: packaging, the zoo's tools as subprocesses
 @pytest.mark.parametrize(
     "tool",
     [
@@ -62,6 +63,7 @@ def _files(root):
     return [p for p in (root / "models").rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_zoo_pre_commit_hooks_rules_hold(zoo_root):
     """end-of-file-fixer, trailing-whitespace, pretty-format-json (--no-sort-keys --indent=4), mixed-line-ending,
     check-executables-have-shebangs and check-added-large-files (--maxkb=1024), as the zoo's pre-commit config
@@ -92,6 +94,7 @@ def test_zoo_pre_commit_hooks_rules_hold(zoo_root):
     assert not problems, problems
 
 
+@pytest.mark.slow
 def test_pull_request_form_carries_no_weights_and_only_runtime_code(zoo_root):
     for bundle in ("brats_kdnet_teacher", "brats_kdnet_student_t1ce"):
         root = zoo_root / "models" / bundle
@@ -101,6 +104,7 @@ def test_pull_request_form_carries_no_weights_and_only_runtime_code(zoo_root):
         assert not (root / "kd_components" / "data" / "phantom.py").exists()
 
 
+@pytest.mark.slow
 def test_metadata_names_the_schema_of_the_keys_it_carries(zoo_root):
     """Bundles with ``required_packages_version`` only are on ``meta_schema_20240725.json`` in the zoo (those with
     ``optional_packages_version`` on the 2022 schemas)."""
@@ -110,6 +114,7 @@ def test_metadata_names_the_schema_of_the_keys_it_carries(zoo_root):
         assert content["schema"].endswith("/meta_schema_20240725.json"), meta
 
 
+@pytest.mark.slow
 def test_packaged_readme_is_written_for_the_bundle(zoo_root):
     """The packaged ``docs/README.md``: the zoo template's sections in its order, commands relative to the bundle
     folder, no repository paths, commands or links out of the bundle; phantom metrics said to be phantom metrics."""
