@@ -99,7 +99,11 @@ def test_pull_request_form_carries_no_weights_and_only_runtime_code(zoo_root):
     for bundle in ("brats_kdnet_teacher", "brats_kdnet_student_t1ce"):
         root = zoo_root / "models" / bundle
         assert not (root / "models" / "model.pt").exists(), "weights are uploaded, not committed"
-        assert "url:" in (root / "large_files.yml").read_text()
+        large = (root / "large_files.yml").read_text()
+        assert "url:" in large and large.startswith("# Weights published at url (the pull-request form")
+        meta = json.loads((root / "configs" / "metadata.json").read_text())
+        assert "itk" in meta["required_packages_version"], "NRRD/MHA/DICOM input is promised: itk reads it"
+        assert "contributors" not in meta["authors"]
         assert not (root / "kd_components" / "tools").exists()
         assert not (root / "kd_components" / "data" / "phantom.py").exists()
 

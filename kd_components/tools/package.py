@@ -391,7 +391,13 @@ def package_bundle(
         if torchscript:
             ts_file = _export_torchscript(stage, network)
             large.append(("models/model.ts", ts_file))
-        lines = ["# Weights shipped beside the configs; `python -m monai.bundle download` fetches them from url.", ""]
+        lines = [
+            "# Weights published at url (the pull-request form: not in the zip); `python -m monai.bundle download`"
+            " fetches them."
+            if weights_url
+            else "# Weights shipped in the bundle's models/; their md5 is checked on load.",
+            "",
+        ]
         lines.append("large_files:")
         for rel, path in large:
             lines += [
