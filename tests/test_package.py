@@ -476,3 +476,30 @@ def test_runtime_code_is_what_the_configs_import():
     # a module named only inside a `$` expression, and a name below a module, both resolve to the module's file
     got = runtime_files(["$kd_components.data.load_training_items(@x)"])
     assert RUNTIME_SOURCE / "data" / "datalist.py" in got and RUNTIME_SOURCE / "data" / "__init__.py" in got
+
+
+@pytest.mark.slow
+def test_a_combination_student_packages_under_its_combination(tmp_path):
+    """``--student-modality flair+t1c``: the zip is ``..._student_t1ce_flair``, ``channel_def`` names both channels
+    in the teacher's order, and the packaged configs select them."""
+    import zipfile
+
+    from monai.networks.nets import SegResNet
+
+    from kd_components.tools.package import package_bundle
+
+    net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=2, out_channels=3)
+    torch.save(net.state_dict(), tmp_path / "student.pt")
+    target = package_bundle(
+        REPO / "bundles" / "student_kd", tmp_path / "dist", ckpt=tmp_path / "student.pt", student_modality="flair+t1c"
+    )
+    assert target.name == "brats_kdnet_student_t1ce_flair.zip"
+    with zipfile.ZipFile(target) as z:
+        z.extractall(tmp_path / "out")
+    root = tmp_path / "out" / "brats_kdnet_student_t1ce_flair" / "configs"
+    meta = json.loads((root / "metadata.json").read_text())
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert image["channel_def"] == {"0": "T1c", "1": "FLAIR"} and image["num_channels"] == 2
+    parser = ConfigParser()
+    parser.read_config(str(root / "train.json"))
+    assert parser.get_parsed_content("student_channel") == [0, 3] and parser.get_parsed_content("in_channels") == 2
