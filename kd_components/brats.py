@@ -35,6 +35,7 @@ __all__ = [
     "combination_indices",
     "combination_members",
     "modality_index",
+    "split_file_name",
 ]
 
 #: canonical modality names in the teacher's channel order (model-zoo ``brats_mri_segmentation``: T1c, T1, T2, FLAIR).
@@ -133,3 +134,28 @@ def combination_indices(name: str | list[str] | tuple[str, ...]) -> list[int]:
         ValueError: as ``combination_members``.
     """
     return [TEACHER_CHANNELS.index(m) for m in combination_members(name)]
+
+
+#: image file extensions a BraTS file name may end in (NIfTI, and the ITK formats inference reads).
+IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+def split_file_name(path: str) -> tuple[str, str | None, str | None]:
+    """A file's name read as BraTS names it: ``(case, convention, role)``.
+
+    ``CASE-t1c.nii.gz`` -> ``("CASE", "brats2023", "t1ce")``, ``CASE_seg.nii`` -> ``("CASE", "brats2021", "seg")``;
+    a name without a BraTS suffix (``scan.nrrd``, a DICOM folder) -> ``("scan", None, None)``.
+    """
+    import os
+
+    name = os.path.basename(os.path.normpath(str(path)))
+    for ext in IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for convention, suffixes in FILE_SUFFIXES.items():
+        for suffix, role in suffixes.items():
+            tail = FILE_SEPARATOR[convention] + suffix
+            if name.endswith(tail) and len(name) > len(tail):
+                return name[: -len(tail)], convention, role
+    return name, None, None

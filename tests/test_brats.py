@@ -65,3 +65,17 @@ def test_ill_combination(name, words):
         brats.combination_members(name)
     with pytest.raises(InputError, match="--student_modality: "):
         student_channel(name)
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1c.nii.gz", ("BraTS-GLI-00001-000", "brats2023", "t1ce")),
+        ("/d/A/A_seg.nii", ("A", "brats2021", "seg")),
+        ("/d/A/A_flair.mha", ("A", "brats2021", "flair")),
+        ("/d/dicom_series", ("dicom_series", None, None)),
+        ("/d/t1ce.nii.gz", ("t1ce", None, None)),
+    ],
+)
+def test_split_file_name(path, expected):
+    assert brats.split_file_name(path) == expected

@@ -41,30 +41,7 @@ __all__ = [
 ]
 
 _NIFTI = (".nii.gz", ".nii")
-_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 DEFAULT_CONVENTION = "brats2021"
-
-
-def _split_name(path: str | os.PathLike) -> tuple[str, str | None, str | None]:
-    """A file's name read as BraTS names it: ``(case, layout, role)``. ``CASE-t1c.nii.gz`` ->
-    ``("CASE", "brats2023", "t1ce")``; a name without a BraTS suffix (``scan.nrrd``, a DICOM folder) ->
-    ``("scan", None, None)``."""
-    name = os.path.basename(os.path.normpath(str(path)))
-    for ext in _IMAGE_EXTENSIONS:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for convention, suffixes in brats.FILE_SUFFIXES.items():
-        for suffix, role in suffixes.items():
-            tail = brats.FILE_SEPARATOR[convention] + suffix
-            if name.endswith(tail) and len(name) > len(tail):
-                return name[: -len(tail)], convention, role
-    return name, None, None
-
-
-def _layout_of(path: str) -> str | None:
-    """The BraTS layout (``brats2021`` / ``brats2023``) a file name follows, or None (another name)."""
-    return _split_name(path)[1]
 
 
 def _item_paths(items: Sequence[dict]) -> list[str]:
@@ -96,7 +73,7 @@ def output_convention(datalist: Sequence[dict], convention: str | None = None) -
                 "the input's file names)."
             )
         return convention
-    layouts = {layout for layout in map(_layout_of, _item_paths(datalist)) if layout is not None}
+    layouts = {layout for layout in (brats.split_file_name(p)[1] for p in _item_paths(datalist)) if layout is not None}
     if len(layouts) > 1:
         raise InputError(
             "the images to segment mix BraTS 2018-2021 (CASE_t1ce) and 2023 (CASE-t1c) file names, whose ET labels "
@@ -125,7 +102,7 @@ def case_name_formatter(metadict: dict | None, saver: object) -> dict:
 
     out = default_name_formatter(metadict or {}, saver)
     # the extension is dropped by MONAI's folder layout, never part of the name
-    out["subject"] = _split_name(out["subject"])[0] + ".nii.gz"
+    out["subject"] = brats.split_file_name(out["subject"])[0] + ".nii.gz"
     return out
 
 
@@ -154,7 +131,7 @@ def find_images(dataset_dir: str | os.PathLike, modality: str) -> list[str]:
 
 def _modality_of(path: str) -> str | None:
     """The sequence a file's BraTS name says (``CASE_t1ce.nii.gz`` / ``CASE-t2f.nii.gz``), or None."""
-    role = _split_name(path)[2]
+    role = brats.split_file_name(path)[2]
     return None if role == "seg" else role
 
 
