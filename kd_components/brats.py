@@ -19,9 +19,12 @@ order, joined by ``+``), always normalised to the teacher's channel order (``can
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "CHANNEL_NAMES",
     "CONVENTIONS",
+    "DEFAULT_CONVENTION",
     "ET_LABEL",
     "FILE_SEPARATOR",
     "FILE_SUFFIXES",
@@ -35,6 +38,7 @@ __all__ = [
     "combination_indices",
     "combination_members",
     "modality_index",
+    "name_convention",
     "split_file_name",
 ]
 
@@ -146,8 +150,6 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
     ``CASE-t1c.nii.gz`` -> ``("CASE", "brats2023", "t1ce")``, ``CASE_seg.nii`` -> ``("CASE", "brats2021", "seg")``;
     a name without a BraTS suffix (``scan.nrrd``, a DICOM folder) -> ``("scan", None, None)``.
     """
-    import os
-
     name = os.path.basename(os.path.normpath(str(path)))
     for ext in IMAGE_EXTENSIONS:
         if name.endswith(ext):
@@ -159,3 +161,13 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
             if name.endswith(tail) and len(name) > len(tail):
                 return name[: -len(tail)], convention, role
     return name, None, None
+
+
+#: the convention a label map is written in when its input's name says no BraTS layout (a DICOM folder, an MSD file)
+DEFAULT_CONVENTION = "brats2021"
+
+
+def name_convention(path: str | os.PathLike | None, default: str = DEFAULT_CONVENTION) -> str:
+    """The label convention a file's name implies: ``brats2023`` for ``CASE-t1c.nii.gz``, ``brats2021`` for
+    ``CASE_t1ce.nii.gz``, ``default`` for a name without a BraTS suffix (or no name)."""
+    return (split_file_name(str(path))[1] if path else None) or default

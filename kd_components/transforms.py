@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTrait, ToDeviced
 
-from kd_components.brats import ET_LABEL, LABEL_VALUES
+from kd_components.brats import ET_LABEL, LABEL_VALUES, name_convention
 from kd_components.data.datalist import LABELLED_KEY
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "small_enhancing_to_core",
     "labels_to_regions",
     "regions_to_labels",
+    "source_name",
 ]
 
 _ALLOWED = {**LABEL_VALUES, "auto": LABEL_VALUES["brats2021"] | LABEL_VALUES["brats2023"]}
@@ -146,21 +148,53 @@ class RegionsToBratsLabeld(MapTransform):
 
     Args:
         keys: keys of the region predictions, shape (3, H, W, D).
-        convention: ``brats2021`` (ET = 4, default) or ``brats2023`` (ET = 3): the convention of the dataset.
+        convention: ``brats2021`` (ET = 4, default) or ``brats2023`` (ET = 3): the convention of the dataset;
+            ``None``: each map follows its own input's file name (``CASE-t1c.nii.gz``: brats2023,
+            ``CASE_t1ce.nii.gz``: brats2021, any other name: brats2021), read from the prediction's metadata
+            (``filename_or_obj``) or, where the prediction has none, from ``source_key``'s.
+        source_key: the item's image, whose file name is read when the prediction carries none.
         allow_missing_keys: don't raise when a key is absent.
+
+    Raises:
+        ValueError: an unknown convention.
     """
 
-    def __init__(self, keys: KeysCollection, convention: str = "brats2021", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        convention: str | None = "brats2021",
+        source_key: str = "image",
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
-        if convention not in ET_LABEL:
-            raise ValueError(f"output label convention must be one of {sorted(ET_LABEL)}, got '{convention}'.")
+        if convention is not None and convention not in ET_LABEL:
+            raise ValueError(
+                f"output label convention must be one of {sorted(ET_LABEL)} or None (follow the input's file name), "
+                f"got '{convention}'."
+            )
         self.convention = convention
+        self.source_key = source_key
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = regions_to_labels(d[key], self.convention)
+            convention = self.convention or name_convention(source_name(d, key, self.source_key))
+            d[key] = regions_to_labels(d[key], convention)
         return d
+
+
+def source_name(data: Mapping[Hashable, Any], key: Hashable, source_key: Hashable = "image") -> str | None:
+    """The input file an item's ``key`` came from: ``filename_or_obj`` of its metadata, else of ``source_key``'s
+    (a list of files gives the first), else None."""
+    for k in (key, source_key):
+        value = data.get(k)
+        meta = getattr(value, "meta", None) or data.get(f"{k}_meta_dict") or {}
+        name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+        if isinstance(name, (list, tuple)):
+            name = name[0] if name else None
+        if name:
+            return str(name)
+    return None
 
 
 def _min_voxels(value: int) -> int:

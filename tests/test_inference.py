@@ -10,11 +10,14 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from conftest import REPO, refused
+from monai.data import MetaTensor
 
 from kd_components.errors import InputError
 from kd_components.training import inference
 from kd_components.training.inference import check_images, find_images, student_datalist, teacher_datalist
+from kd_components.transforms import RegionsToBratsLabeld
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 TEACHER = REPO / "bundles" / "teacher" / "configs"
@@ -177,49 +180,65 @@ def test_ill_stacked_teacher_image_checked_per_channel(tmp_path):
 
 # ------------------------------------------------------------------------------------------- output names, convention
 @pytest.mark.parametrize(
-    "images, asked, expected",
+    "source, asked, expected",
     [
-        (["/d/A/A-t1c.nii.gz"], None, "brats2023"),
-        ([["/d/A/A-t1c.nii.gz", "/d/A/A-t1n.nii.gz", "/d/A/A-t2w.nii.gz", "/d/A/A-t2f.nii.gz"]], None, "brats2023"),
-        (["/d/A/A_t1ce.nii.gz", "/d/B/B_flair.nii"], None, "brats2021"),
-        (["/d/dicom_series", "/d/scan.nrrd"], None, "brats2021"),  # no layout in the names: the bundles' default
-        (["/d/A/A-t1c.nii.gz"], "brats2021", "brats2021"),  # asked for: as asked
+        ("/d/A/A-t1c.nii.gz", None, "A_teacher_seg_brats2023"),
+        ("/d/A/A_t1ce.nii.gz", None, "A_teacher_seg_brats2021"),
+        ("/d/B/B_flair.nii", None, "B_teacher_seg_brats2021"),
+        ("/d/dicom_series", None, "dicom_series_teacher_seg_brats2021"),  # no layout in the name: the default
+        ("/d/scan.nrrd", None, "scan_teacher_seg_brats2021"),
+        ("/d/A/A-t1c.nii.gz", "brats2021", "A_teacher_seg_brats2021"),  # asked for: as asked
     ],
 )
-def test_output_convention_follows_the_input(images, asked, expected):
-    assert inference.output_convention([{"image": i} for i in images], asked) == expected
+def test_output_convention_follows_each_input(source, asked, expected):
+    assert inference.output_convention(asked) == asked
+    assert inference.output_name(source, "teacher", asked) == expected
+
+
+def test_label_maps_of_both_layouts_in_one_run_each_follow_their_input():
+    """A folder of 2021 and 2023 cases: ET is written 4 in one map and 3 in the other, not one rule for both."""
+    regions = torch.zeros(3, 4, 4, 4)
+    regions[:, :2] = 1  # TC, WT and ET on the first half
+    step = RegionsToBratsLabeld(keys="pred", convention=None)
+    for name, et in (("/d/A/A_t1ce.nii.gz", 4), ("/d/B/B-t1c.nii.gz", 3), ("/d/scan.nrrd", 4)):
+        out = step({"pred": MetaTensor(regions, meta={"filename_or_obj": name})})["pred"]
+        assert set(torch.unique(out).tolist()) == {0, et}, name
+    # a prediction without metadata: the image's file name decides
+    image = MetaTensor(torch.zeros(1, 4, 4, 4), meta={"filename_or_obj": "/d/B/B-t1c.nii.gz"})
+    assert int(step({"pred": regions, "image": image})["pred"].max()) == 3
+    # asked for: every map in that convention
+    fixed = RegionsToBratsLabeld(keys="pred", convention="brats2021")
+    assert int(fixed({"pred": MetaTensor(regions, meta={"filename_or_obj": "/d/B/B-t1c.nii.gz"})})["pred"].max()) == 4
 
 
 def test_ill_output_convention():
-    with pytest.raises(InputError, match="mix BraTS 2018-2021 .* and 2023"):
-        inference.output_convention([{"image": "/d/A/A_t1ce.nii.gz"}, {"image": "/d/B/B-t1c.nii.gz"}])
     with pytest.raises(InputError, match="--output_label_convention 'brats2020' is not one of"):
-        inference.output_convention([{"image": "/d/A/A_t1ce.nii.gz"}], "brats2020")
+        inference.output_convention("brats2020")
+    with pytest.raises(ValueError, match="or None"):
+        RegionsToBratsLabeld(keys="pred", convention="brats2020")
 
 
 @pytest.mark.parametrize(
     "source, subject",
     [
-        ("/d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000"),
-        ("/d/BraTS2021_00001/BraTS2021_00001_t1ce.nii.gz", "BraTS2021_00001"),
-        ("/d/Phantom_00002/Phantom_00002_flair.nii", "Phantom_00002"),
-        ("/d/dicom_series", "dicom_series"),
-        ("/d/scan.nrrd", "scan"),
-        ("/d/t1ce.nii.gz", "t1ce"),  # nothing left without the suffix: the name stays
+        ("/d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000_teacher_seg_brats2023"),
+        ("/d/BraTS2021_00001/BraTS2021_00001_t1ce.nii.gz", "BraTS2021_00001_teacher_seg_brats2021"),
+        ("/d/Phantom_00002/Phantom_00002_flair.nii", "Phantom_00002_teacher_seg_brats2021"),
+        ("/d/dicom_series", "dicom_series_teacher_seg_brats2021"),
+        ("/d/scan.nrrd", "scan_teacher_seg_brats2021"),
+        ("/d/t1ce.nii.gz", "t1ce_teacher_seg_brats2021"),  # nothing left without the suffix: the name stays
+        ("/d/case.v2_t1ce.nii.gz", "case.v2_teacher_seg_brats2021"),  # a dot in the case name is kept
     ],
 )
 def test_output_names_say_the_case_and_the_model(source, subject, tmp_path):
+    from functools import partial
+
     from monai.transforms import SaveImage
 
-    saver = SaveImage(
-        output_dir=tmp_path,
-        output_postfix=inference.output_postfix("teacher", "brats2023"),
-        output_name_formatter=inference.case_name_formatter,
-        separate_folder=False,
-    )
-    fmt = inference.case_name_formatter({"filename_or_obj": source}, saver)
-    path = saver.folder_layout.filename(**fmt)
-    assert path == str(tmp_path / f"{subject}_teacher_seg_brats2023.nii.gz")
+    formatter = partial(inference.case_name_formatter, model="teacher", convention=None)
+    saver = SaveImage(output_dir=tmp_path, output_postfix="", output_name_formatter=formatter, separate_folder=False)
+    path = saver.folder_layout.filename(**formatter({"filename_or_obj": source}, saver))
+    assert path == str(tmp_path / f"{subject}.nii.gz")
 
 
 # ------------------------------------------------------------------------------------------- combinations

@@ -503,3 +503,53 @@ def test_a_combination_student_packages_under_its_combination(tmp_path):
     parser = ConfigParser()
     parser.read_config(str(root / "train.json"))
     assert parser.get_parsed_content("student_channel") == [0, 3] and parser.get_parsed_content("in_channels") == 2
+
+
+def _image(path: Path, channels: int) -> Path:
+    """A small scan with a zero background (a ball of noise), ``channels`` on the last axis as NIfTI stacks them."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(24)] * 3, indexing="ij"))
+    ball = ((grid - 11.5) ** 2).sum(0) < 10**2
+    data = np.where(ball[..., None], rng.normal(100, 20, (24, 24, 24, channels)), 0).astype(np.float32)
+    nib.save(nib.Nifti1Image(data.squeeze(-1) if channels == 1 else data, np.diag([1.0, 1.0, 1.0, 1.0])), path)
+    return path
+
+
+@pytest.mark.parametrize("bundle, channels", [("teacher", 4), ("student_kd", 1)])
+def test_packaged_inference_builds_as_monailabel_builds_it(bundle, channels, student_ckpt, tmp_path, monkeypatch):
+    """MONAI Label's BundleInferTask (monailabel 0.8.5, tasks/infer/bundle.py) reads inference.json with only
+    ``bundle_root`` set and parses ``network_def``, ``preprocessing``, ``inferer`` and ``postprocessing`` on their
+    own: no datalist, no data folder, no input image. Each must build so, and the served label map must be BraTS
+    labels on the input's grid (SaveImaged is dropped by the server; the convention follows the image's name)."""
+    from monai.transforms import Compose, SaveImaged
+
+    ckpt = student_ckpt
+    if channels == 4:
+        ckpt = tmp_path / "teacher.pt"
+        torch.save(_segresnet(4).state_dict(), ckpt)
+    zipped = package_bundle(
+        BUNDLES[bundle], tmp_path / "dist", ckpt=ckpt, overrides={"init_filters": 8}, torchscript=False
+    )
+    with zipfile.ZipFile(zipped) as z:
+        z.extractall(tmp_path / "app")
+    root = tmp_path / "app" / zipped.stem
+    monkeypatch.chdir(tmp_path)  # no data/synthetic here: nothing may look for images
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.config.update({"bundle_root": str(root), "device": "cpu"})
+    network = parser.get_parsed_content("network_def", instantiate=True)
+    state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    network.eval()
+    pre = parser.get_parsed_content("preprocessing", instantiate=True)
+    inferer = parser.get_parsed_content("inferer", instantiate=True)
+    post = parser.get_parsed_content("postprocessing", instantiate=True)
+    post = Compose([t for t in post.transforms if not isinstance(t, SaveImaged)])
+    item = pre({"image": str(_image(tmp_path / "case-t2w.nii.gz", channels))})
+    with torch.no_grad():
+        item["pred"] = inferer(item["image"][None], network)[0]
+    labels = post(item)["pred"]
+    assert tuple(labels.shape) == (1, 24, 24, 24)
+    assert set(torch.unique(labels).tolist()) <= {0, 1, 2, 3}, "a 2023 name (case-t2w) writes ET as 3"

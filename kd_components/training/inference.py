@@ -12,9 +12,9 @@ and before anything is written.
 - ``student_datalist``: the items of ``--input_image`` (a file, a DICOM folder or a list), or of the search.
 - ``teacher_datalist``: the items of the teacher's datalist split.
 - ``check_images``: the voxel checks of every item.
-- ``output_convention``: the label convention of the written map: the one asked for, else the input's layout's.
-- ``output_postfix`` / ``case_name_formatter``: output names that say the case and which model wrote them
-  (``CASE_teacher_seg_brats2021.nii.gz``, ``CASE_t1ce_seg_brats2023.nii.gz``), not the first input file's name.
+- ``output_convention``: the label convention asked for, checked (None: each map follows its input's file names).
+- ``output_name`` / ``case_name_formatter``: output names that say the case, which model wrote them and the
+  convention (``CASE_teacher_seg_brats2021.nii.gz``, ``CASE_t1ce_seg_brats2023.nii.gz``), not the first input's name.
 """
 
 from __future__ import annotations
@@ -35,74 +35,63 @@ __all__ = [
     "check_images",
     "find_images",
     "output_convention",
-    "output_postfix",
+    "output_name",
     "student_datalist",
     "teacher_datalist",
 ]
 
 _NIFTI = (".nii.gz", ".nii")
-DEFAULT_CONVENTION = "brats2021"
 
 
-def _item_paths(items: Sequence[dict]) -> list[str]:
-    out = []
-    for d in items:
-        image = d.get("image") if isinstance(d, dict) else None
-        out += [image] if isinstance(image, (str, os.PathLike)) else [str(p) for p in image or []]
-    return [str(p) for p in out]
+def output_convention(convention: str | None = None) -> str | None:
+    """The ``--output_label_convention`` of inference, checked: ``brats2021``, ``brats2023``, or None.
 
-
-def output_convention(datalist: Sequence[dict], convention: str | None = None) -> str:
-    """The label convention of the label maps inference writes: ``convention`` when given, else the input's.
-
-    BraTS 2023 file names (``CASE-t1c.nii.gz``) give ``brats2023`` (ET written as 3); 2018-2021 names and any other
-    name (a DICOM folder, an MSD or a custom file) give ``brats2021`` (ET 4), the bundles' convention; the choice is
-    logged and the written name ends in it.
-
-    Args:
-        datalist: inference items ``[{"image": path or [paths]}, ...]``.
-        convention: ``brats2021``, ``brats2023`` or None (follow the input).
+    None (the default) means each label map follows its own input's file names (``RegionsToBratsLabeld`` and
+    ``case_name_formatter`` read them per image, so a folder of both layouts gets each map in its own case's
+    convention): BraTS 2023 names (``CASE-t1c.nii.gz``) give ``brats2023`` (ET written as 3); 2018-2021 names and any
+    other name (a DICOM folder, an MSD or a custom file) give ``brats2021`` (ET 4), the bundles' convention. The
+    written name ends in the convention. Nothing here depends on the images to segment, so a server that builds the
+    postprocessing without a datalist (MONAI Label) gets the same rule.
 
     Raises:
-        InputError: an unknown convention, or inputs of both layouts in one run with none asked for.
+        InputError: an unknown convention.
     """
-    if convention is not None:
-        if convention not in brats.ET_LABEL:
-            raise InputError(
-                f"--output_label_convention '{convention}' is not one of {sorted(brats.ET_LABEL)} (or null: follow "
-                "the input's file names)."
-            )
-        return convention
-    layouts = {layout for layout in (brats.split_file_name(p)[1] for p in _item_paths(datalist)) if layout is not None}
-    if len(layouts) > 1:
+    if convention is not None and convention not in brats.ET_LABEL:
         raise InputError(
-            "the images to segment mix BraTS 2018-2021 (CASE_t1ce) and 2023 (CASE-t1c) file names, whose ET labels "
-            "differ (4 / 3): pass --output_label_convention brats2021 or brats2023."
+            f"--output_label_convention '{convention}' is not one of {sorted(brats.ET_LABEL)} (or null: each map "
+            "follows its input's file names)."
         )
-    followed = bool(layouts)
-    chosen = layouts.pop() if layouts else DEFAULT_CONVENTION
     logger.info(
-        "label maps written in the %s convention (ET = %d), %s; --output_label_convention sets another.",
-        chosen,
-        brats.ET_LABEL[chosen],
-        "as the input's file names" if followed else "the bundles' default (the input's names say no layout)",
+        "label maps written in the %s; --output_label_convention sets another.",
+        f"{convention} convention (ET = {brats.ET_LABEL[convention]})"
+        if convention
+        else "convention of each input's file names (CASE-t1c: brats2023, ET = 3; otherwise brats2021, ET = 4)",
     )
-    return chosen
+    return convention
 
 
-def output_postfix(model: str, convention: str) -> str:
-    """The written name's postfix: which model wrote the map and its label convention (``teacher_seg_brats2021``)."""
-    return f"{model}_seg_{convention}"
+def output_name(source: str, model: str, convention: str | None = None) -> str:
+    """The written map's name (no folder, no extension): the case, the model that wrote it and the convention.
+
+    ``("/d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1c.nii.gz", "teacher")`` -> ``BraTS-GLI-00001-000_teacher_seg_
+    brats2023``; the sequence suffix is dropped, so the name says which model wrote the map, not the first input.
+    """
+    convention = convention or brats.name_convention(source)
+    return f"{brats.split_file_name(source)[0]}_{model}_seg_{convention}"
 
 
-def case_name_formatter(metadict: dict | None, saver: object) -> dict:
-    """``SaveImaged``'s ``output_name_formatter``: the input's name without its sequence suffix
-    (``CASE_t1ce.nii.gz`` and ``CASE-t1c.nii.gz`` -> ``CASE``), so the postfix alone says which model wrote it."""
+def case_name_formatter(
+    metadict: dict | None, saver: object, model: str = "seg", convention: str | None = None
+) -> dict:
+    """``SaveImaged``'s ``output_name_formatter`` (``"_mode_": "callable"`` with ``model`` and ``convention``): the
+    name of :func:`output_name` for the item's input file (its ``filename_or_obj``); use with ``output_postfix: ""``.
+    """
     from monai.data.folder_layout import default_name_formatter
 
     out = default_name_formatter(metadict or {}, saver)
-    # the extension is dropped by MONAI's folder layout, never part of the name
-    out["subject"] = brats.split_file_name(out["subject"])[0] + ".nii.gz"
+    source = (metadict or {}).get("filename_or_obj") or out["subject"]
+    # MONAI's folder layout drops the subject's extension: give it one, so a dot in the name is kept
+    out["subject"] = output_name(str(source), model, convention) + ".nii.gz"
     return out
 
 
