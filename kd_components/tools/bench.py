@@ -13,11 +13,16 @@ and peak GPU memory. Then the one-off cost of caching the teacher's logits, and 
 faster setting (one window over the whole volume, no overlap), repeated alternately so that neither network gets
 the warm machine.
 
+Paired rounds (``--rounds R``): on a shared or noisy machine one run per row cannot tell 1.05x from 1.17x. With R
+rounds every row of a (crop, batch, pipeline) group runs R times, the modes alternated (round k starts at the k-th
+mode, so no mode always runs first or last); each round's KD row is divided by the same round's baseline, and the
+table gives the median of those paired ratios with their range, the verdicts use the median.
+
 It writes the section of ``docs/benchmarks.md`` (and ``.json``) for the machine it ran on (``cpu`` or ``gpu``),
 keeping the other machine's section. Targets are recorded with each figure, never asserted in tests: on CPU KD
-online <= 1.35x the baseline, KD cached <= 1.10x, the fast pipeline no slower than the default one, peak RSS < 4
-GiB at 128^3; on a GPU data share < 10%, iteration <= 1.3x the floor, KD online <= 1.10x the baseline, KD cached
-<= KD online.
+online <= 1.30x the baseline, KD cached <= 1.05x, the fast pipeline no slower than the default one, peak RSS < 4
+GiB at 128^3; on a GPU data share < 5%, iteration <= 1.15x the floor, KD online <= 1.35x the baseline (a teacher
+forward costs about a third of a student step), KD cached <= 1.05x the baseline and <= KD online.
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ REPO = Path(__file__).resolve().parents[2]
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 MODES = {"baseline": ["baseline.json"], "kd_online": [], "kd_cached": ["cached_teacher.json"]}
 PIPELINES = {"default": [], "fast": ["fast_train.json"]}
-CPU_TARGETS = {"kd_online": 1.35, "kd_cached": 1.10}
-GPU_TARGETS = {"data_share": 0.10, "floor_ratio": 1.3, "kd_online": 1.10}
+CPU_TARGETS = {"kd_online": 1.30, "kd_cached": 1.05}
+GPU_TARGETS = {"data_share": 0.05, "floor_ratio": 1.15, "kd_online": 1.35, "kd_cached": 1.05}
 RSS_TARGET_GIB = 4.0
 
 
@@ -230,6 +235,41 @@ def _run_worker(spec: dict, args, work: Path) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _combine(runs: list[dict]) -> dict:
+    """One row from the rounds of one configuration: iterations pooled (median, min-max), floor and teacher time
+    the median of the rounds', peaks the largest, each round's median kept in ``rounds_s``."""
+    if len(runs) == 1:
+        return {**runs[0], "rounds_s": [runs[0]["iter_s"]]}
+    pooled = [t for r in runs for t in r["iter_s_all"]]
+    median = statistics.median(pooled)
+    gpu = [r["peak_gpu_gib"] for r in runs if r["peak_gpu_gib"] is not None]
+    return {
+        **runs[0],
+        "iterations": len(pooled),
+        "iter_s": median,
+        "iter_s_all": pooled,
+        "floor_s": statistics.median(r["floor_s"] for r in runs),
+        "teacher_s": statistics.median(r["teacher_s"] for r in runs),
+        "data_share": sum(r["data_share"] * r["iterations"] for r in runs) / sum(r["iterations"] for r in runs),
+        "samples_per_s": runs[0]["samples_per_s"] * runs[0]["iter_s"] / median,
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
+        "peak_gpu_gib": max(gpu) if gpu else None,
+        "rounds_s": [r["iter_s"] for r in runs],
+    }
+
+
+def _ratio(r: dict, base: dict | None) -> tuple[float, float, float] | None:
+    """``r`` over its baseline: the median of the per-round paired ratios and their range (one round: the ratio)."""
+    if base is None:
+        return None
+    mine, theirs = r.get("rounds_s") or [r["iter_s"]], base.get("rounds_s") or [base["iter_s"]]
+    if len(mine) != len(theirs) or len(mine) == 1:
+        x = r["iter_s"] / base["iter_s"]
+        return x, x, x
+    ratios = [a / b for a, b in zip(mine, theirs)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def _machine() -> dict:
     import monai
     import numpy
@@ -267,17 +307,17 @@ def _verdicts(r: dict, results: list[dict], kind: str) -> str:
     if kind == "cpu":
         if r["mode"] in CPU_TARGETS and base:
             t = CPU_TARGETS[r["mode"]]
-            out.append(f"<= {t:.2f}x baseline: {'met' if r['iter_s'] / base['iter_s'] <= t else 'NOT met'}")
+            out.append(f"<= {t:.2f}x baseline: {'met' if _ratio(r, base)[0] <= t else 'NOT met'}")
         default = _paired(r, results, pipeline="default")
         if r["pipeline"] == "fast" and default:
             out.append(f"fast <= default: {'met' if r['iter_s'] <= default['iter_s'] else 'NOT met'}")
     else:
-        out.append(f"data < 10%: {'met' if r['data_share'] < GPU_TARGETS['data_share'] else 'NOT met'}")
-        out.append(f"<= 1.3x floor: {'met' if r['iter_s'] <= GPU_TARGETS['floor_ratio'] * r['floor_s'] else 'NOT met'}")
-        if r["mode"] == "kd_online" and base:
-            out.append(
-                f"<= 1.10x baseline: {'met' if r['iter_s'] <= GPU_TARGETS['kd_online'] * base['iter_s'] else 'NOT met'}"
-            )
+        share, floor = GPU_TARGETS["data_share"], GPU_TARGETS["floor_ratio"]
+        out.append(f"data < {100 * share:.0f}%: {'met' if r['data_share'] < share else 'NOT met'}")
+        out.append(f"<= {floor:.2f}x floor: {'met' if r['iter_s'] <= floor * r['floor_s'] else 'NOT met'}")
+        if r["mode"] in ("kd_online", "kd_cached") and base:
+            t = GPU_TARGETS[r["mode"]]
+            out.append(f"<= {t:.2f}x baseline: {'met' if _ratio(r, base)[0] <= t else 'NOT met'}")
         online = _paired(r, results, mode="kd_online")
         if r["mode"] == "kd_cached" and online:
             out.append(f"<= KD online: {'met' if r['iter_s'] <= online['iter_s'] else 'NOT met'}")
@@ -293,15 +333,25 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         f"- Machine: {machine['cpu']}; GPU: {machine['gpu']}; torch threads: {machine['threads']}",
         f"- Versions: {machine['versions']}",
         f"- Phantom {'x'.join(map(str, args.shape))}, {args.cases} cases; {args.warmup} warm-up + {args.iterations} "
-        f"timed iterations per row; each row its own process",
+        f"timed iterations per row; each row its own process"
+        + (
+            f"; {rounds} rounds, the modes alternated; x baseline = median (min-max) of the {rounds} paired per-round "
+            "ratios"
+            if (rounds := getattr(args, "rounds", 1)) > 1
+            else ""
+        ),
         "",
         "| mode | pipeline | crop | batch | s / it (min-max) | floor s / it | it / floor | x baseline | "
         "teacher s / it | data share | samples / s | peak RSS GiB | peak GPU GiB | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        base = _paired(r, results, mode="baseline")
-        ratio = f"{r['iter_s'] / base['iter_s']:.2f}" if base else "-"
+        ratio = _ratio(r, _paired(r, results, mode="baseline"))
+        ratio = (
+            "-"
+            if ratio is None
+            else f"{ratio[0]:.2f}" + (f" ({ratio[1]:.2f}-{ratio[2]:.2f})" if ratio[1] < ratio[2] else "")
+        )
         gpu = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
         lines.append(
             f"| {r['mode']} | {r['pipeline']} | {_name(r['crop'])} | {r['batch']} | {r['iter_s']:.2f} "
@@ -403,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=3, help="phantom cases (one goes to validation)")
     p.add_argument("--iterations", type=int, default=6, help="timed iterations per row")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="runs of every row, modes alternated; ratios paired per round (default 1)"
+    )
     p.add_argument("--sw-shape", type=int, nargs=3, default=[240, 240, 155], help="sliding-window volume")
     p.add_argument("--sw-roi", type=int, default=128, help="sliding-window size")
     p.add_argument("--sw-batch", type=int, default=2, help="windows per forward (the configs' sw_batch_size)")
@@ -414,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(json.loads(args.worker), Path(args.work), args.iterations, args.warmup)))
         return 0
     crops = [_crop(c) for c in args.crops]
-    if args.iterations < 1 or args.cases < 2 or min(args.batch_sizes) < 1:
-        raise InputError("--iterations >= 1, --cases >= 2 and batch sizes >= 1 are needed.")
+    if args.iterations < 1 or args.cases < 2 or min(args.batch_sizes) < 1 or args.rounds < 1:
+        raise InputError("--iterations >= 1, --cases >= 2, --rounds >= 1 and batch sizes >= 1 are needed.")
     import torch
 
     from kd_components.data import write_phantom
@@ -435,15 +488,20 @@ def main(argv: list[str] | None = None) -> int:
         cache_s = time.perf_counter() - t0
         for crop in crops:
             for batch in args.batch_sizes:
-                for pipeline in args.pipelines:  # paired: both pipelines of a mode run one after the other
-                    for mode in args.modes:
-                        spec = {"mode": mode, "pipeline": pipeline, "batch": batch, "crop": crop}
-                        results.append(r := _run_worker(spec, args, work))
-                        print(
-                            f"{mode} {pipeline} {_name(crop)} batch {batch}: {r['iter_s']:.2f} s/it, floor "
-                            f"{r['floor_s']:.2f}, data {100 * r['data_share']:.1f}%, RSS {r['peak_rss_gib']:.2f} GiB",
-                            flush=True,
-                        )
+                for pipeline in args.pipelines:  # paired: the modes of a pipeline run one after the other
+                    runs: dict[str, list[dict]] = {m: [] for m in args.modes}
+                    for k in range(args.rounds):  # round k starts at the k-th mode: no mode always first
+                        shift = k % len(args.modes)
+                        for mode in args.modes[shift:] + args.modes[:shift]:
+                            spec = {"mode": mode, "pipeline": pipeline, "batch": batch, "crop": crop}
+                            runs[mode].append(r := _run_worker(spec, args, work))
+                            print(
+                                f"round {k + 1}/{args.rounds} {mode} {pipeline} {_name(crop)} batch {batch}: "
+                                f"{r['iter_s']:.2f} s/it, floor {r['floor_s']:.2f}, data {100 * r['data_share']:.1f}%, "
+                                f"RSS {r['peak_rss_gib']:.2f} GiB",
+                                flush=True,
+                            )
+                    results += [_combine(runs[m]) for m in args.modes]
     sw = _sliding_window(tuple(args.sw_shape), args.sw_roi, args.sw_batch)
     machine = _machine()
     section = _section(results, sw, cache_s, args, machine, command)
