@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -65,10 +67,18 @@ def test_ill_values_outside_convention():
         BratsLabelToRegionsd("label", convention="brats2021", convention_key=None)({"label": lab})
 
 
-@pytest.mark.parametrize("values", [[0, 3, 4, 0], [0, 5, 0, 0]])
-def test_ill_auto_ambiguous_or_unknown(values):
-    with pytest.raises(ValueError, match="expected 0, 1, 2, 4"):
-        labels_to_regions(_lab(values), "auto")
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ([0, 3, 4, 0], "[0, 3, 4]"),
+        ([0, 5, 0, 0], "[0, 5]"),
+        ([0, -1, 2, 0], "[-1, 0, 2]"),  # outside uint8: the values are still read and named
+        ([0, 300, 1, 0], "[0, 1, 300]"),
+    ],
+)
+def test_ill_auto_ambiguous_or_unknown(values, named):
+    with pytest.raises(ValueError, match=rf"holds values {re.escape(named)}; expected 0, 1, 2, 4"):
+        labels_to_regions(torch.tensor(values, dtype=torch.float32).reshape(1, 1, 1, 4), "auto")
 
 
 def test_ill_arguments():
