@@ -20,6 +20,12 @@ output terms offer two ways to keep the terms comparable at such weights:
   tumour, dilated by ``margin`` voxels), where the teacher's soft targets carry information;
 - ``balanced=True``: per channel, average the voxels the teacher calls positive and those it calls negative
   separately and take the mean of the two, as Dice is insensitive to class imbalance.
+
+Agreement (``agreement=True``): where labels are given, only the voxels whose teacher prediction agrees with the
+label are distilled (per region for the sigmoid form, per class for the class form), so that a teacher that is wrong
+somewhere (a missed enhancing rim, a false positive) never pulls the student away from the label there; the soft
+targets' information (how sure, how close to the boundary) is kept wherever the teacher is right. Items whose labels
+are withheld (``labelled`` False) are distilled everywhere: there the teacher is all there is.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "region_class_probabilities",
     "FeatureDistillationLoss",
     "DistillationLoss",
+    "teacher_agreement",
     "tumour_neighbourhood",
 ]
 
@@ -92,8 +99,39 @@ def tumour_neighbourhood(
     return fg
 
 
+def teacher_agreement(
+    teacher_logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mask (BNHWD, bool) of the voxels and channels where the teacher's thresholded sigmoid output equals the label.
+
+    Args:
+        teacher_logits: BNHWD.
+        target: binary label regions BNHWD, same shape.
+        labelled: B booleans; items with False (labels withheld) are True everywhere. None: all labelled.
+
+    Raises:
+        ValueError: shapes differ (both printed).
+    """
+    _check_same_shape(teacher_logits, target, "teacher_agreement (teacher logits vs label)")
+    agree = (teacher_logits > 0) == (target > 0.5)
+    return _all_where_withheld(agree, labelled)
+
+
+def _all_where_withheld(mask: torch.Tensor, labelled: torch.Tensor | None) -> torch.Tensor:
+    if labelled is None:
+        return mask
+    keep = torch.as_tensor(labelled, dtype=torch.bool, device=mask.device).reshape(-1, *([1] * (mask.ndim - 1)))
+    return mask | ~keep
+
+
+def _combine_masks(region: torch.Tensor | None, agree: torch.Tensor | None) -> torch.Tensor | None:
+    if region is None or agree is None:
+        return agree if region is None else region
+    return region & agree
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``values`` (BCHWD) over the voxels of ``mask`` (B1HWD), 0 where the mask is empty."""
+    """Mean of ``values`` (BCHWD) over the voxels of ``mask`` (B1HWD or BCHWD), 0 where the mask is empty."""
     if mask is None:
         return values.mean()
     mask = mask.to(values.dtype).expand_as(values)
@@ -113,13 +151,18 @@ def _balanced_mean(values: torch.Tensor, positive: torch.Tensor, mask: torch.Ten
 
 
 class _OutputKD(_Loss):
-    def __init__(self, temperature: float, region: str, margin: int, balanced: bool):
+    def __init__(self, temperature: float, region: str, margin: int, balanced: bool, agreement: bool = False):
         super().__init__()
         self.temperature = at_least(temperature, 0, "temperature", strict=True)
         self.region = look_up_option(region, KD_REGIONS)
         if int(margin) < 0:
             raise ValueError(f"margin must be >= 0 voxels, got {margin}.")
         self.margin, self.balanced = int(margin), as_bool(balanced, "balanced")
+        self.agreement = as_bool(agreement, "agreement")
+
+    def _needs_target(self, target: torch.Tensor | None, name: str) -> None:
+        if self.agreement and target is None:
+            raise ValueError(f"{name}(agreement=True) needs the label regions (target) to compare the teacher with.")
 
 
 class SigmoidKLDivLoss(_OutputKD):
@@ -140,10 +183,13 @@ class SigmoidKLDivLoss(_OutputKD):
         channel_weights: one weight >= 0 per output channel (TC, WT, ET for BraTS): each channel's term is
             multiplied by its weight before the mean over channels, so ``[1, 0.5, 1]`` halves the whole tumour's
             share and ``[1, 0, 1]`` distils only TC and ET. ``None`` (default) weighs every channel 1.
+        agreement: distil only the voxels, per channel, where the teacher's thresholded output equals the label
+            (see module docstring); needs ``target`` at call.
 
     Raises:
         ValueError: T <= 0, unknown region, negative margin, a negative channel weight; at call, student and
-            teacher shapes differ, or the number of channel weights differs from the channels.
+            teacher shapes differ, the number of channel weights differs from the channels, or ``agreement``
+            without a target.
     """
 
     def __init__(
@@ -154,8 +200,9 @@ class SigmoidKLDivLoss(_OutputKD):
         balanced: bool = False,
         wt_channel: int = 1,
         channel_weights: list[float] | tuple[float, ...] | None = None,
+        agreement: bool = False,
     ):
-        super().__init__(temperature, region, margin, balanced)
+        super().__init__(temperature, region, margin, balanced, agreement)
         self.wt_channel = wt_channel
         self.channel_weights = None
         if channel_weights is not None:
@@ -167,15 +214,21 @@ class SigmoidKLDivLoss(_OutputKD):
             self.channel_weights = weights
 
     def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        target: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             student_logits: BNHWD.
             teacher_logits: BNHWD, same shape.
-            target: label regions BNHWD, used only for the tumour neighbourhood.
+            target: label regions BNHWD, for the tumour neighbourhood and the agreement mask.
+            labelled: B booleans, False where the item's label is withheld (distilled everywhere). None: all.
         """
         _check_same_shape(student_logits, teacher_logits, "SigmoidKLDivLoss")
+        self._needs_target(target, "SigmoidKLDivLoss")
         t = self.temperature
         s, te = student_logits.float() / t, teacher_logits.detach().float() / t
         p = torch.sigmoid(te)
@@ -196,6 +249,8 @@ class SigmoidKLDivLoss(_OutputKD):
             if self.region == "tumour"
             else None
         )
+        if self.agreement:
+            mask = _combine_masks(mask, teacher_agreement(teacher_logits.detach(), target, labelled))
         value = _balanced_mean(kl, p > 0.5, mask) if self.balanced else _masked_mean(kl, mask)
         return value * t * t
 
@@ -233,10 +288,11 @@ class RegionClassKLDivLoss(_OutputKD):
         channels: the (TC, WT, ET) channel indices of the outputs.
         channel_weights: not used by this form (one KL over classes); must be ``None``. Present so that a bundle
             can switch ``_target_`` between this and :class:`SigmoidKLDivLoss` with the same arguments.
+        agreement: distil only the voxels where the teacher's most likely class is the label's; needs ``target``.
 
     Raises:
         ValueError: T <= 0, unknown region, negative margin, channel weights given; at call, student and teacher
-            shapes differ or have fewer than 3 channels.
+            shapes differ or have fewer than 3 channels, or ``agreement`` without a target.
     """
 
     def __init__(
@@ -247,8 +303,9 @@ class RegionClassKLDivLoss(_OutputKD):
         balanced: bool = True,
         channels: tuple[int, int, int] = (0, 1, 2),
         channel_weights: None = None,
+        agreement: bool = False,
     ):
-        super().__init__(temperature, region, margin, balanced)
+        super().__init__(temperature, region, margin, balanced, agreement)
         if channel_weights is not None:
             raise ValueError(
                 "RegionClassKLDivLoss takes no channel_weights (one KL over the 4 classes): leave them null, or use "
@@ -257,9 +314,14 @@ class RegionClassKLDivLoss(_OutputKD):
         self.channels = tuple(int(c) for c in channels)
 
     def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        target: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_same_shape(student_logits, teacher_logits, "RegionClassKLDivLoss")
+        self._needs_target(target, "RegionClassKLDivLoss")
         if student_logits.shape[1] < 3:
             raise ValueError(
                 f"RegionClassKLDivLoss needs TC, WT and ET outputs (3 channels), got {tuple(student_logits.shape)}."
@@ -272,6 +334,13 @@ class RegionClassKLDivLoss(_OutputKD):
         mask = (
             tumour_neighbourhood(target, teacher_logits.detach(), self.margin, wt) if self.region == "tumour" else None
         )
+        if self.agreement:
+            _check_same_shape(teacher_logits, target, "RegionClassKLDivLoss (teacher logits vs label)")
+            # the label's class from its nested regions: background, oedema (WT only), necrosis (TC, no ET), ET
+            w, c, e = (target[:, i : i + 1] > 0.5 for i in (wt, tc, et))
+            label = torch.where(~w, 0, torch.where(~c, 1, torch.where(~e, 2, 3)))
+            agree = p.argmax(1, keepdim=True) == label
+            mask = _combine_masks(mask, _all_where_withheld(agree, labelled))
         value = _balanced_mean(kl, p[:, :1] < 0.5, mask) if self.balanced else _masked_mean(kl, mask)
         return value * t * t
 
@@ -424,7 +493,12 @@ class DistillationLoss(nn.Module):
         if self.kd_weight > 0:
             if teacher_logits is None:
                 raise ValueError("kd_weight > 0 but no teacher_logits were given for this batch.")
-            kd = self.kd_loss(pred, teacher_logits, target)
+            withheld = labelled is not None and not bool(torch.as_tensor(labelled).all())
+            kd = (
+                self.kd_loss(pred, teacher_logits, target, labelled)
+                if withheld
+                else self.kd_loss(pred, teacher_logits, target)
+            )
             total = total + self.kd_weight * kd
         if self.feature_weight > 0:
             if teacher_features is None or student_features is None:

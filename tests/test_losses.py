@@ -296,3 +296,47 @@ def test_defaults_are_the_bundles_recipe():
         config["kd_balanced"],
     )
     assert FeatureDistillationLoss().distance == config["feature_distance"]
+
+
+# agreement, T 1, one channel, two voxels: teacher (2, -2), label (1, 1), student (0, 0). The teacher agrees with the
+# label at voxel 0 only (2 > 0, label 1; -2 < 0, label 1). KL(voxel 0) = 0.327813 (SIGMOID_CASES); KL(voxel 1):
+# p = sigmoid(-2) = 0.119203, q = 0.5 -> the same 0.327813 by symmetry, so the student is moved to (1, 0):
+# voxel 0: p = 0.880797, q = sigmoid(1) = 0.731059 -> 0.880797 ln(1.204823) + 0.119203 ln(0.443230) = 0.067131
+# voxel 1: p = 0.119203, q = 0.5 -> 0.327813. No agreement: (0.067131 + 0.327813) / 2 = 0.197472; agreement: 0.067131.
+def test_agreement_distils_only_where_the_teacher_is_right():
+    teacher, student, label = _vox([2.0, -2.0]), _vox([1.0, 0.0]), _vox([1.0, 1.0])
+    plain = SigmoidKLDivLoss(1.0, region="all", balanced=False)
+    agree = SigmoidKLDivLoss(1.0, region="all", balanced=False, agreement=True)
+    assert plain(student, teacher, label).item() == pytest.approx(0.197472, abs=1e-5)
+    assert agree(student, teacher, label).item() == pytest.approx(0.067131, abs=1e-5)
+    # a withheld label: the teacher is all there is, every voxel is distilled
+    assert agree(student, teacher, label, torch.tensor([False])).item() == pytest.approx(0.197472, abs=1e-5)
+    # through DistillationLoss: the labelled flags reach the KD term
+    total = DistillationLoss(DiceLoss(sigmoid=True), agree, kd_weight=1.0)
+    out = total(torch.cat([student] * 2), torch.cat([label] * 2), torch.cat([teacher] * 2), labelled=[True, False])
+    assert out["loss_kd"].item() == pytest.approx((0.067131 + 2 * 0.197472) / 3, abs=1e-5)
+
+
+def test_agreement_per_region_and_per_class():
+    """Per region (sigmoid): a region the teacher gets wrong is masked in that channel only. Per class: a voxel whose
+    teacher class is not the label's (oedema called necrosis) is masked in the one KL over classes."""
+    teacher = torch.tensor([[3.0, 3.0, -3.0], [3.0, 3.0, -3.0]]).T.reshape(1, 3, 2, 1, 1)  # TC, WT, no ET
+    label = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]).T.reshape(1, 3, 2, 1, 1)  # voxel 1: oedema
+    student = torch.zeros(1, 3, 2, 1, 1)
+    mask = SigmoidKLDivLoss(1.0, region="all", balanced=False, agreement=True)
+    kl = SigmoidKLDivLoss(1.0, region="all", balanced=False)
+    per_voxel = [kl(student[..., i : i + 1, :, :], teacher[..., i : i + 1, :, :]).item() * 3 for i in range(2)]
+    # 5 of 6 (voxel, region) pairs agree; voxel 1's TC does not; KL of each channel is the same at both voxels
+    tc = kl(student[:, :1, :1], teacher[:, :1, :1]).item()
+    assert mask(student, teacher, label).item() == pytest.approx((sum(per_voxel) - tc) / 5, abs=1e-5)
+    cls_plain = RegionClassKLDivLoss(1.0, region="all", balanced=False)
+    cls_agree = RegionClassKLDivLoss(1.0, region="all", balanced=False, agreement=True)
+    first = cls_plain(student[..., :1, :, :], teacher[..., :1, :, :]).item()
+    assert cls_agree(student, teacher, label).item() == pytest.approx(first, abs=1e-5)  # voxel 1 masked
+
+
+def test_ill_agreement_without_labels():
+    with pytest.raises(ValueError, match=r"agreement=True\) needs the label regions"):
+        SigmoidKLDivLoss(agreement=True)(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 2, 2, 2))
+    with pytest.raises(ValueError, match="agreement"):
+        SigmoidKLDivLoss(agreement="sometimes")

@@ -207,6 +207,7 @@ def _refused_training(*args) -> str:
             ["--kd_channel_weights", "[1, 0.5]"],
             "error: --kd_channel_weights [1, 0.5]: give one weight >= 0 per region (TC, WT, ET), not all zero",
         ),
+        (["--kd_agreement", "sometimes"], "error: --kd_agreement is 'sometimes': give true or false."),
     ],
 )
 def test_ill_settings_one_line(tiny_phantom, tmp_path, args, message):
@@ -354,6 +355,18 @@ def test_follow_margin_sets_the_kd_region_weights_of_the_bundle_loss(tmp_path):
     parser.update({"kd_follow_margin": False})
     parser.parse()
     assert parser.get_parsed_content("loss").kd_loss.channel_weights == [1.0, 0.5, 1.0]
+
+
+def test_kd_agreement_reaches_the_bundle_loss():
+    """``--kd_agreement true`` (a string from the command line) switches the KD term's agreement mask on."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(STUDENT / "train.json"))
+    assert parser.get_parsed_content("loss").kd_loss.agreement is False
+    parser.update({"kd_agreement": "true"})
+    parser.parse()
+    assert parser.get_parsed_content("loss").kd_loss.agreement is True
 
 
 @pytest.mark.parametrize(

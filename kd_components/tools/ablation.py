@@ -59,6 +59,7 @@ _TUMOUR_BALANCED = {
     "kd_balanced": True,
     "kd_channel_weights": None,
     "kd_follow_margin": False,
+    "kd_agreement": False,
     "feature_weight": 0.1,
     "feature_distance": "cosine",
     "unlabelled_split": None,
@@ -77,6 +78,7 @@ VARIANTS: dict[str, dict | None] = {
     # KD weight 0 on each region where the teacher is not better than this seed's baseline on validation
     "voxel_mean_margin": {**_VOXEL_MEAN, "kd_follow_margin": True},
     "voxel_mean_t1": {**_VOXEL_MEAN, "kd_temperature": 1.0},
+    "voxel_mean_agree": {**_VOXEL_MEAN, "kd_agreement": True},
     "voxel_mean_t4": {**_VOXEL_MEAN, "kd_temperature": 4.0},
     "voxel_mean_feat_off": {**_VOXEL_MEAN, "feature_weight": 0.0},
     "voxel_mean_feat_l2": {**_VOXEL_MEAN, "feature_distance": "l2"},

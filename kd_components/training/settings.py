@@ -30,6 +30,7 @@ def check_distillation_settings(
     kd_channel_weights: list[float] | None = None,
     unlabelled_split: str | None = None,
     kd_follow_margin: bool = False,
+    kd_agreement: bool = False,
 ) -> None:
     """Refuse distillation settings the loss could not use, naming the override to change.
 
@@ -37,8 +38,8 @@ def check_distillation_settings(
         InputError: a negative or non-numeric weight, a temperature <= 0, an unknown region or distance, a
             ``kd_balanced`` that is not a boolean, the feature term with cached teacher logits (they hold no
             features), cases with withheld labels (``unlabelled_split``) without a teacher term or with cached
-            logits (the cache holds the labelled training split only), a ``kd_follow_margin`` that is not a
-            boolean.
+            logits (the cache holds the labelled training split only), a ``kd_follow_margin`` or ``kd_agreement``
+            that is not a boolean.
     """
     for name, value in (("seg_weight", seg_weight), ("kd_weight", kd_weight), ("feature_weight", feature_weight)):
         try:
@@ -61,6 +62,7 @@ def check_distillation_settings(
         )
     as_bool(kd_balanced, "kd_balanced")
     as_bool(kd_follow_margin, "kd_follow_margin")
+    as_bool(kd_agreement, "kd_agreement")
     if kd_channel_weights is not None:
         try:
             weights = [float(w) for w in kd_channel_weights]
