@@ -282,7 +282,7 @@ def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path
     with zipfile.ZipFile(out) as z:
         assert not any(n.endswith((".pt", ".ts")) for n in z.namelist()), "a zoo pull request commits no weights"
         z.extractall(tmp_path / "pr")
-    upload = tmp_path / "dist" / "brats_kdnet_teacher_weights"
+    upload = tmp_path / "dist" / "brats_mri_kd_teacher_segmentation_weights"
     assert sorted(p.name for p in upload.iterdir()) == ["model.pt", "model.ts"]
     (tmp_path / "site" / "w").mkdir(parents=True)
     for f in upload.iterdir():
@@ -290,7 +290,7 @@ def test_zoo_form_fetches_its_weights_as_the_zoo_verifies(teacher_ckpt, tmp_path
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = tmp_path / "pr" / "brats_kdnet_teacher"
+    root = tmp_path / "pr" / "brats_mri_kd_teacher_segmentation"
     try:
         yml = root / "large_files.yml"
         yml.write_text(yml.read_text().replace("127.0.0.1:0", f"127.0.0.1:{server.server_port}"))
@@ -333,6 +333,40 @@ def test_package_student_writes_trained_modality(student_ckpt, tmp_path):
     parser.read_config(str(root / "train.json"))
     assert parser.get_parsed_content("student_channel") == [3]
     assert parser.get_parsed_content("teacher_ckpt") == "./../brats_kdnet_teacher/models/model.pt"
+
+
+@pytest.mark.parametrize(
+    "modality, weights_url, name, teacher",
+    [
+        ("t1ce", "", "brats_kdnet_student_t1ce", "brats_kdnet_teacher"),
+        ("t1ce", "https://example.org/w", "brats_mri_t1ce_kd_segmentation", "brats_mri_segmentation"),
+        ("flair+t1c", "https://example.org/w", "brats_mri_t1ce_flair_kd_segmentation", "brats_mri_segmentation"),
+    ],
+)
+def test_pull_request_form_names_in_the_zoos_form_with_the_zoos_teacher(
+    student_ckpt, tmp_path, modality, weights_url, name, teacher
+):
+    """The pull-request form (``weights_url``) names the bundle data_modality_task as the zoo does, and its student
+    distils from the zoo's own BraTS model beside it; the local form keeps the project's names and teacher."""
+    ckpt = student_ckpt
+    if "+" in modality:
+        ckpt = tmp_path / "two.pt"
+        torch.save({"model": _segresnet(2).state_dict()}, ckpt)
+    out = package_bundle(
+        BUNDLES["student_kd"],
+        tmp_path / "dist",
+        ckpt=ckpt,
+        student_modality=modality,
+        overrides={"init_filters": 8},
+        torchscript=False,
+        weights_url=weights_url,
+    )
+    assert out.name == f"{name}.zip"
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path / "x")
+    parser = ConfigParser()
+    parser.read_config(str(tmp_path / "x" / name / "configs" / "train.json"))
+    assert parser.get_parsed_content("teacher_ckpt") == f"./../{teacher}/models/model.pt"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from monai.networks.nets import SegResNet
 from kd_components.tools.package import package_bundle
 
 ZOO_CI = REPO / "tests" / "data" / "zoo_ci"
+ZOO_TEACHER, ZOO_STUDENT = "brats_mri_kd_teacher_segmentation", "brats_mri_t1ce_kd_segmentation"
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,9 @@ def test_zoo_pre_commit_hooks_rules_hold(zoo_root):
 
 @pytest.mark.slow
 def test_pull_request_form_carries_no_weights_and_only_runtime_code(zoo_root):
-    for bundle in ("brats_kdnet_teacher", "brats_kdnet_student_t1ce"):
+    # the zoo's data_modality_task names
+    assert {p.name for p in (zoo_root / "models").iterdir()} == {ZOO_TEACHER, ZOO_STUDENT}
+    for bundle in (ZOO_TEACHER, ZOO_STUDENT):
         root = zoo_root / "models" / bundle
         assert not (root / "models" / "model.pt").exists(), "weights are uploaded, not committed"
         large = (root / "large_files.yml").read_text()
@@ -123,7 +126,7 @@ def test_packaged_readme_is_written_for_the_bundle(zoo_root):
     """The packaged ``docs/README.md``: the zoo template's sections in its order, commands relative to the bundle
     folder, no repository paths, commands or links out of the bundle; phantom metrics said to be phantom metrics."""
     order = ["Model Overview", "Data", "Performance", "System Configuration", "Limitations", "Citation", "References"]
-    for bundle in ("brats_kdnet_teacher", "brats_kdnet_student_t1ce"):
+    for bundle in (ZOO_TEACHER, ZOO_STUDENT):
         text = (zoo_root / "models" / bundle / "docs" / "README.md").read_text()
         headings = [line[3:].strip() for line in text.splitlines() if line.startswith("## ")]
         assert [h for h in headings if h in order] == order, headings
@@ -131,5 +134,5 @@ def test_packaged_readme_is_written_for_the_bundle(zoo_root):
             assert word not in text, f"{bundle}: '{word}' in its README"
         assert "--config_file configs/train.json" in text
         assert "phantom metrics, not BraTS metrics" in " ".join(text.split())
-    student = (zoo_root / "models" / "brats_kdnet_student_t1ce" / "docs" / "README.md").read_text()
-    assert "../brats_kdnet_teacher/models/model.pt" in student
+    student = (zoo_root / "models" / ZOO_STUDENT / "docs" / "README.md").read_text()
+    assert "../brats_mri_segmentation/models/model.pt" in student, "a student PR's teacher is the zoo's BraTS model"

@@ -24,6 +24,11 @@ A packaged student looks for its teacher beside itself, ``../brats_kdnet_teacher
 teacher's folder in a MONAI Label app's ``model/`` or the zoo's ``models/``); ``--teacher-name`` or
 ``--override teacher_ckpt=...`` change that.
 
+Names: ``brats_kdnet_teacher`` and ``brats_kdnet_student_<modality>``; in the pull-request form the zoo's
+data_modality_task form, ``brats_mri_kd_teacher_segmentation`` and ``brats_mri_<modality>_kd_segmentation``, and a
+student's teacher is the zoo's own ``brats_mri_segmentation`` (``../brats_mri_segmentation/models/model.pt`` in the
+zoo's ``models/``): the zoo receives students, not a second BraTS model.
+
 With ``--weights-url URL`` the zip takes the model zoo's pull-request form: the weights are left out of it (a zoo
 pull request commits no weights) and written beside it into ``NAME_weights/`` for upload to ``URL``;
 ``large_files.yml`` names ``URL/model.pt`` (and ``model.ts``) with their md5, so that
@@ -58,6 +63,11 @@ __all__ = ["SCHEMA_PATH", "apply_overrides", "package_bundle", "read_config", "v
 #: be fetched offline; ``verify_metadata`` keeps a file already at ``--filepath``).
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "meta_schema.json"
 DEFAULT_NAMES = {"teacher": "brats_kdnet_teacher", "student_kd": "brats_kdnet_student"}
+#: names in the model zoo's form (data, its modality, task: ``brats_mri_segmentation``) for the pull-request form
+#: (``weights_url``); a student's is ``brats_mri_<sequences>_kd_segmentation``
+ZOO_NAMES = {"teacher": "brats_mri_kd_teacher_segmentation", "student_kd": "brats_mri_{modality}_kd_segmentation"}
+#: the teacher of a student pull request: the zoo's own BraTS model (the zoo gets students, not a second teacher)
+ZOO_TEACHER = "brats_mri_segmentation"
 #: the parts of this package a zip carries (``tools`` are commands run from a checkout, not bundle code)
 RUNTIME_SOURCE = Path(__file__).resolve().parents[1]
 
@@ -238,7 +248,7 @@ def package_bundle(
     torchscript: bool = True,
     weights_url: str = "",
     version: str | None = None,
-    teacher_name: str = DEFAULT_NAMES["teacher"],
+    teacher_name: str | None = None,
 ) -> Path:
     """Write ``NAME.zip`` of ``bundle`` with trained weights (see the module docstring for the layout).
 
@@ -248,7 +258,9 @@ def package_bundle(
         ckpt: weights to ship; default ``<bundle>/models/model.pt``. A plain state dict, ``{"model": ...}`` or a
             CheckpointSaver file; written into the zip as a plain state dict.
         name: the bundle's name (the zip's top folder, the model's name in MONAI Label); default
-            ``brats_kdnet_teacher`` or ``brats_kdnet_student_<modality>``.
+            ``brats_kdnet_teacher`` or ``brats_kdnet_student_<modality>``, and in the pull-request form
+            (``weights_url``) the zoo's data_modality_task form: ``brats_mri_kd_teacher_segmentation``,
+            ``brats_mri_<modality>_kd_segmentation`` (``brats_mri_t1ce_flair_kd_segmentation``).
         config_files: overlays the weights were trained with (e.g. ``configs/unet.json``), merged into every
             packaged config that defines their ids.
         overrides: ``{id: value}`` set the same way (e.g. ``{"init_filters": 8}``).
@@ -259,7 +271,8 @@ def package_bundle(
             zip leaves the weights out (the zoo's pull-request form) and they go to ``NAME_weights/`` beside it.
         version: bundle version to write into the metadata (default: the metadata's).
         teacher_name: student bundles: the packaged teacher's name; ``teacher_ckpt`` becomes
-            ``<bundle_root>/../<teacher_name>/models/model.pt`` unless ``overrides`` set it.
+            ``<bundle_root>/../<teacher_name>/models/model.pt`` unless ``overrides`` set it. Default
+            ``brats_kdnet_teacher``; in the pull-request form the zoo's ``brats_mri_segmentation``.
 
     Raises:
         InputError: missing bundle, config or ``models/model.pt``; weights that do not fit ``network_def``;
@@ -276,6 +289,8 @@ def package_bundle(
     t0 = time.time()
     bundle = Path(bundle)
     configs = bundle / "configs"
+    if teacher_name is None:
+        teacher_name = ZOO_TEACHER if weights_url else DEFAULT_NAMES["teacher"]
     for required in ("metadata.json", "inference.json"):
         if not (configs / required).is_file():
             raise InputError(f"'{bundle}' is not a bundle folder: configs/{required} is missing.")
@@ -322,8 +337,12 @@ def package_bundle(
         flat[fname] = cfg = apply_overrides(cfg, overrides)
         if "bundle_root" in cfg:
             cfg["bundle_root"] = "."
-    name = name or DEFAULT_NAMES.get(bundle.resolve().name, bundle.resolve().name)
-    if is_student and not student_modality_in(name):
+    kind = bundle.resolve().name
+    zoo_name = not name and bool(weights_url) and kind in ZOO_NAMES  # the modality is inside the zoo's form
+    if zoo_name:
+        name = ZOO_NAMES[kind].format(modality=(modality or "").replace(COMBINATION_SEPARATOR, "_"))
+    name = name or DEFAULT_NAMES.get(kind, kind)
+    if is_student and not zoo_name and not student_modality_in(name):
         name = f"{name}_{modality.replace(COMBINATION_SEPARATOR, '_')}"  # a combination: ..._t1ce_flair
     metadata = json.loads((configs / "metadata.json").read_text())
     if version:
@@ -493,8 +512,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="bundle version to record in metadata.json")
     p.add_argument(
         "--teacher-name",
-        default=DEFAULT_NAMES["teacher"],
-        help="student bundles: the packaged teacher beside it, whose models/model.pt distils the student",
+        default=None,
+        help=f"student bundles: the packaged teacher beside it, whose models/model.pt distils the student (default "
+        f"{DEFAULT_NAMES['teacher']}; with --weights-url the zoo's {ZOO_TEACHER})",
     )
     return p
 
