@@ -88,6 +88,24 @@ def test_rounds_pair_each_kd_run_with_its_own_rounds_baseline():
     assert bench._ratio(one, bench._combine([_row("baseline", "default", 10.0)]))[0] == pytest.approx(1.2)
 
 
+def test_gpu_verdicts_from_canned_rows():
+    """The GPU goals: data share < 5%, <= 1.15x the floor, online <= 1.35x and cached <= 1.05x the baseline, and a
+    batch-2 row at >= 1.8x the samples per second of its batch-1 row."""
+    base = {**_row("baseline", "fast", 0.10, floor_s=0.09), "data_share": 0.04}  # 1.11x floor, 4%
+    online = {**_row("kd_online", "fast", 0.14, floor_s=0.13), "data_share": 0.06}  # 1.40x: NOT met
+    cached = _row("kd_cached", "fast", 0.104, floor_s=0.08)  # 1.04x; 1.30x floor: NOT met
+    b2 = {**_row("baseline", "fast", 0.105), "batch": 2, "samples_per_s": 2 / 0.105}  # 1.90x samples/s: met
+    rows = [base, online, cached, b2]
+    assert bench._verdicts(base, rows, "gpu") == "data < 5%: met; <= 1.15x floor: met"
+    assert "data < 5%: NOT met" in bench._verdicts(online, rows, "gpu")
+    assert "<= 1.35x baseline: NOT met" in bench._verdicts(online, rows, "gpu")
+    verdict = bench._verdicts(cached, rows, "gpu")
+    assert (
+        "<= 1.15x floor: NOT met" in verdict and "<= 1.05x baseline: met" in verdict and "<= KD online: met" in verdict
+    )
+    assert bench._verdicts(b2, rows, "gpu").endswith("samples/s >= 1.8x batch 1: met")
+
+
 @pytest.mark.slow
 def test_bench_writes_its_machines_section_and_keeps_the_other(tmp_path):
     out = tmp_path / "benchmarks.md"
