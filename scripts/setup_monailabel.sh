@@ -9,6 +9,8 @@
 # (KD_TORCH_CPU_INDEX, default https://download.pytorch.org/whl/cpu) when that index answers: a venv of about
 # 3 GB. Otherwise the registry's builds, which are CUDA builds (they also run on CPU) with about 4 GB of NVIDIA
 # libraries and triton: about 8 GB. PyPI's torchvision is a CUDA build, so it cannot sit beside a CPU torch.
+# --no-compile: no byte-compiling of the ~8 GB at install (torch alone has thousands of modules); Python compiles
+# what the server imports when it first starts (5 min for the whole setup, measured with two trainings beside it).
 set -euo pipefail
 VENV="${1:-.venv-monailabel}"
 if [ -x "$VENV/bin/monailabel" ] && "$VENV/bin/python" -c "import monailabel" 2>/dev/null; then
@@ -26,10 +28,10 @@ if ! command -v nvidia-smi >/dev/null 2>&1 \
     && "${PIP[@]}" download --quiet --no-deps --timeout 15 --retries 0 --index-url "$CPU_INDEX" \
         --dest "$probe" torchvision==0.29.1+cpu >/dev/null 2>&1 \
     && compgen -G "$probe/torchvision-0.29.1+cpu-*.whl" >/dev/null; then
-    "${PIP[@]}" install --quiet --index-url "$CPU_INDEX" torch==2.14.1+cpu torchvision==0.29.1+cpu
+    "${PIP[@]}" install --quiet --no-compile --index-url "$CPU_INDEX" torch==2.14.1+cpu torchvision==0.29.1+cpu
     echo "torch and torchvision: CPU builds from $CPU_INDEX"
 else
     echo "torch and torchvision: the registry's builds (CUDA; no NVIDIA driver needed to run on CPU; about 8 GB)"
 fi
-"${PIP[@]}" install --quiet "${TORCH_PINS[@]}" monailabel==0.8.5 monai==1.5.2 "pydicom<3" "dicomweb-client<0.61"
+"${PIP[@]}" install --quiet --no-compile "${TORCH_PINS[@]}" monailabel==0.8.5 monai==1.5.2 "pydicom<3" "dicomweb-client<0.61"
 echo "MONAI Label venv ready: $VENV ($(du -sh "$VENV" | cut -f1))"
