@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seeds", type=int, default=1, help="student seeds per modality (default 1; use 3+ for evidence)")
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default 8; quick 2)")
-    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 4; quick 1)")
+    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 6; quick 1)")
     ap.add_argument(
         "--eval-split",
         default="test",
