@@ -61,12 +61,10 @@ def output_convention(convention: str | None = None) -> str | None:
             f"--output_label_convention '{convention}' is not one of {sorted(brats.ET_LABEL)} (or null: each map "
             "follows its input's file names)."
         )
-    logger.info(
-        "label maps written in the %s; --output_label_convention sets another.",
-        f"{convention} convention (ET = {brats.ET_LABEL[convention]})"
-        if convention
-        else "convention of each input's file names (CASE-t1c: brats2023, ET = 3; otherwise brats2021, ET = 4)",
-    )
+    which = "convention of each input's file names (CASE-t1c: brats2023, ET = 3; otherwise brats2021, ET = 4)"
+    if convention:
+        which = f"{convention} convention (ET = {brats.ET_LABEL[convention]})"
+    logger.info("label maps written in the %s; --output_label_convention sets another.", which)
     return convention
 
 
