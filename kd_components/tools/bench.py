@@ -369,7 +369,6 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
     for r in results:
         key = f"{_name(r['crop'])} {r['pipeline']} pipeline"
         worst[key] = max(worst.get(key, 0.0), r["peak_rss_gib"])
-    whole = "x".join(map(str, sw["whole_window"]))
     lines += [
         "",
         "Peak RSS per crop and pipeline (all modes): "
@@ -387,6 +386,21 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
         f"Caching the teacher's logits (sliding window over each training case's brain, float16, compressed): "
         f"{cache_s:.1f} s for {args.cases - 1} case(s), once.",
         "",
+    ]
+    lines += _sliding_window_lines(sw, args, kind)
+    return "\n".join(lines)
+
+
+def _sliding_window_lines(sw: dict | None, args, kind: str) -> list[str]:
+    """The sliding-window table, or one line saying it was not measured (``--no-sliding-window``)."""
+    if sw is None:
+        return [
+            "Sliding-window inference: not measured in this run (`--no-sliding-window`); see the git history of",
+            "this file for the last measurement.",
+            "",
+        ]
+    whole = "x".join(map(str, sw["whole_window"]))
+    return [
         f"Sliding-window inference over {'x'.join(map(str, args.sw_shape))} (medians of alternating repeats):",
         "",
         "| setting | student (1 channel) s | teacher (4 channels) s |",
@@ -408,7 +422,6 @@ def _section(results: list[dict], sw: dict, cache_s: float, args, machine: dict,
             else []
         ),
     ]
-    return "\n".join(lines)
 
 
 def _cpu_pipelines(results: list[dict]) -> str:
@@ -465,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sw-shape", type=int, nargs=3, default=[240, 240, 155], help="sliding-window volume")
     p.add_argument("--sw-roi", type=int, default=128, help="sliding-window size")
     p.add_argument("--sw-batch", type=int, default=2, help="windows per forward (the configs' sw_batch_size)")
+    p.add_argument(
+        "--no-sliding-window",
+        action="store_true",
+        help="skip the sliding-window inference timings (the report says so)",
+    )
     p.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"), help="markdown report to write")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -508,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                                 flush=True,
                             )
                     results += [_combine(runs[m]) for m in args.modes]
-    sw = _sliding_window(tuple(args.sw_shape), args.sw_roi, args.sw_batch)
+    sw = None if args.no_sliding_window else _sliding_window(tuple(args.sw_shape), args.sw_roi, args.sw_batch)
     machine = _machine()
     section = _section(results, sw, cache_s, args, machine, command)
     out = Path(args.output)
