@@ -66,6 +66,9 @@ def test_section_from_canned_rows_states_ratios_and_verdicts():
     assert "fast <= default: met" in rows[("baseline", "fast")]
     assert "128^3 default pipeline: 4.50 GiB (target < 4 GiB: NOT met)" in text
     assert "fast / default in this run: baseline 0.90x" in text
+    skipped = bench._section(results, None, 5.0, args, machine, "python -m kd_components.tools.bench")
+    assert "Sliding-window inference: not measured in this run (`--no-sliding-window`)" in skipped
+    assert "| setting | student" not in skipped and "| 10.00 (9.90-10.20) |" in skipped
     merged = bench._merge(Path("/nonexistent/benchmarks.md"), "cpu", text)
     assert merged.startswith(bench.HEADER) and "<!-- section:cpu -->" in merged and "Pending: no GPU run" in merged
 
