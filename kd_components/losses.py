@@ -476,7 +476,8 @@ class DistillationLoss(nn.Module):
             ValueError: a weighted term whose inputs are missing, or inputs of different shapes (both printed);
                 withheld labels without a teacher term to learn from them.
         """
-        if labelled is not None and not bool(torch.as_tensor(labelled).all()):
+        withheld = labelled is not None and not bool(torch.as_tensor(labelled).all())
+        if withheld:
             keep = torch.as_tensor(labelled, dtype=torch.bool, device=pred.device).reshape(-1)
             if keep.numel() != pred.shape[0]:
                 raise ValueError(
@@ -493,12 +494,10 @@ class DistillationLoss(nn.Module):
         if self.kd_weight > 0:
             if teacher_logits is None:
                 raise ValueError("kd_weight > 0 but no teacher_logits were given for this batch.")
-            withheld = labelled is not None and not bool(torch.as_tensor(labelled).all())
-            kd = (
-                self.kd_loss(pred, teacher_logits, target, labelled)
-                if withheld
-                else self.kd_loss(pred, teacher_logits, target)
-            )
+            # the labelled flags go to the KD term only when some label is withheld (a custom kd_loss without a
+            # ``labelled`` argument keeps working on fully labelled batches)
+            extra = (labelled,) if withheld else ()
+            kd = self.kd_loss(pred, teacher_logits, target, *extra)
             total = total + self.kd_weight * kd
         if self.feature_weight > 0:
             if teacher_features is None or student_features is None:
