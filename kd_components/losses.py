@@ -416,9 +416,13 @@ class DistillationLoss(nn.Module):
         seg_weight: weight of the supervised term (>= 0).
         kd_weight: weight of the output term (>= 0).
         feature_weight: weight of the feature term (>= 0).
+        pseudo_labels: items whose label is withheld get the teacher's thresholded map (logit > 0, i.e. sigmoid >
+            0.5, per region) as the supervised term's target, so an overlap loss keeps the student's boundary
+            there; False: the supervised term skips those items and only the teacher terms learn from them (a
+            per-voxel KL alone can pull a rare region below 0.5: docs/results.md, data efficiency).
 
     Raises:
-        ValueError: a negative weight, or a positive weight without its term.
+        ValueError: a negative weight, a positive weight without its term, a ``pseudo_labels`` that is not a boolean.
     """
 
     def __init__(
@@ -429,6 +433,7 @@ class DistillationLoss(nn.Module):
         seg_weight: float = 1.0,
         kd_weight: float = 0.0,
         feature_weight: float = 0.0,
+        pseudo_labels: bool = False,
     ):
         super().__init__()
         weights = {"seg_weight": seg_weight, "kd_weight": kd_weight, "feature_weight": feature_weight}
@@ -438,6 +443,7 @@ class DistillationLoss(nn.Module):
         if self.feature_weight > 0 and feature_loss is None:
             raise ValueError("feature_weight > 0 needs a feature_loss.")
         self.seg_loss, self.kd_loss, self.feature_loss = seg_loss, kd_loss, feature_loss
+        self.pseudo_labels = as_bool(pseudo_labels, "pseudo_labels")
 
     @property
     def needs_teacher(self) -> bool:
@@ -466,7 +472,8 @@ class DistillationLoss(nn.Module):
             teacher_features: teacher feature map, BCHWD (needed when ``feature_weight > 0``).
             student_features: student feature map mapped to the teacher's width, BCHWD (idem).
             labelled: B booleans, False where the item's label is withheld: the supervised term is computed on the
-                labelled items only (0 when there are none) and the teacher terms on all. None: all labelled.
+                labelled items only (0 when there are none), or with ``pseudo_labels`` on every item with the
+                teacher's thresholded map as the withheld items' target; the teacher terms on all. None: all labelled.
 
         Returns:
             ``{"loss": total, "loss_seg": .., "loss_kd": .., "loss_feat": ..}``; terms that are off are 0. Only
@@ -485,7 +492,19 @@ class DistillationLoss(nn.Module):
                 )
             if not self.needs_teacher:
                 raise ValueError("items with withheld labels need a teacher term (kd_weight or feature_weight > 0).")
-            seg = self.seg_loss(pred[keep], target[keep]) if keep.any() else pred.new_zeros(())
+            if self.pseudo_labels:
+                if teacher_logits is None:
+                    raise ValueError("pseudo_labels: items with withheld labels need the teacher_logits of the batch.")
+                if teacher_logits.shape != target.shape:
+                    raise ValueError(
+                        f"pseudo_labels: teacher_logits {tuple(teacher_logits.shape)} and target "
+                        f"{tuple(target.shape)} must have the same shape."
+                    )
+                pseudo = (teacher_logits.detach() > 0).to(target.dtype)
+                target = torch.where(keep.reshape(-1, *([1] * (target.ndim - 1))), target, pseudo)
+                seg = self.seg_loss(pred, target)
+            else:
+                seg = self.seg_loss(pred[keep], target[keep]) if keep.any() else pred.new_zeros(())
         else:
             seg = self.seg_loss(pred, target)
         total: Any = self.seg_weight * seg

@@ -43,6 +43,8 @@ def test_variants_state_every_kd_setting_explicitly():
         if overrides is not None:
             assert set(overrides) == keys, name
     assert set(ablation.TEACHER_VARIANTS) <= set(ablation.VARIANTS)
+    assert ablation.UNLABELLED_VARIANTS == ["voxel_mean_unlabelled", "voxel_mean_pseudo"]
+    assert not set(ablation.UNLABELLED_VARIANTS) & set(ablation.DEFAULT_VARIANTS), "they need --labelled-fraction"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,10 @@ def test_variants_state_every_kd_setting_explicitly():
         (["--jobs", "0"], "error: --jobs 0: give 1 or more."),
         (["--modalities", "dwi"], "error: --modalities: unknown modality 'dwi'"),
         (["--modalities", "t1ce+t1c"], "error: --modalities: modality 't1ce+t1c' names t1ce twice"),
+        (
+            ["--variants", "voxel_mean,voxel_mean_pseudo"],
+            "error: --variants voxel_mean_pseudo needs --labelled-fraction below 1",
+        ),
     ],
 )
 def test_ill_arguments(tmp_path, capsys, args, message):

@@ -86,6 +86,37 @@ def test_supervised_term_skips_withheld_items_teacher_term_uses_all():
     assert everything["loss_seg"] == pytest.approx(float(loss(pred, target, teacher)["loss_seg"]))
 
 
+def test_pseudo_labels_supervise_withheld_items_with_the_teachers_thresholded_map():
+    # item 0 labelled, item 1 withheld: its target becomes teacher logit > 0 (sigmoid > 0.5), per region
+    teacher = torch.tensor([-3.0, 2.0, -0.5, 0.5]).reshape(1, 1, 4, 1, 1).repeat(2, 3, 1, 1, 1)
+    target = torch.zeros(2, 3, 4, 1, 1)
+    target[0, :, 0] = 1  # the labelled item's own label (not the teacher's map)
+    pred = torch.randn(2, 3, 4, 1, 1, generator=torch.Generator().manual_seed(1))
+    loss = DistillationLoss(
+        DiceLoss(sigmoid=True, squared_pred=True), SigmoidKLDivLoss(region="all"), kd_weight=1.0, pseudo_labels=True
+    )
+    terms = loss(pred, target, teacher, labelled=torch.tensor([True, False]))
+    hand = target.clone()
+    hand[1, :, 1] = hand[1, :, 3] = 1  # voxels 1 and 3 have teacher logits 2.0 and 0.5 > 0
+    expected = DiceLoss(sigmoid=True, squared_pred=True)(pred, hand)
+    assert terms["loss_seg"] == pytest.approx(float(expected), rel=1e-6)
+    skipped = DiceLoss(sigmoid=True, squared_pred=True)(pred[:1], target[:1])
+    assert float(terms["loss_seg"]) != pytest.approx(float(skipped)), "the withheld item is supervised, not skipped"
+    assert terms["loss_kd"] == pytest.approx(float(loss.kd_loss(pred, teacher)), rel=1e-6), "KD on every item"
+    # a fully labelled batch is untouched by the option
+    full = loss(pred, target, teacher, labelled=torch.tensor([True, True]))
+    assert full["loss_seg"] == pytest.approx(float(DiceLoss(sigmoid=True, squared_pred=True)(pred, target)), rel=1e-6)
+
+
+def test_ill_pseudo_labels_arguments():
+    with pytest.raises(ValueError, match="pseudo_labels"):
+        DistillationLoss(DiceLoss(sigmoid=True), SigmoidKLDivLoss(region="all"), kd_weight=1.0, pseudo_labels="maybe")
+    loss = DistillationLoss(DiceLoss(sigmoid=True), SigmoidKLDivLoss(region="all"), kd_weight=1.0, pseudo_labels=True)
+    pred = torch.zeros(2, 3, 4, 4, 4)
+    with pytest.raises(ValueError, match=r"teacher_logits \(2, 1, 4, 4, 4\) and target \(2, 3, 4, 4, 4\)"):
+        loss(pred, pred, torch.zeros(2, 1, 4, 4, 4), labelled=torch.tensor([True, False]))
+
+
 def test_ill_withheld_labels_without_teacher_term():
     pred = torch.zeros(2, 3, 4, 4, 4)
     with pytest.raises(ValueError, match="withheld labels need a teacher term"):
@@ -106,9 +137,28 @@ def test_ill_unlabelled_split_settings(kwargs, message):
         )
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"unlabelled_split": None}, "--unlabelled_pseudo_labels true .* but --unlabelled_split is null"),
+        ({"kd_weight": 0, "feature_weight": 0.1}, "needs the teacher's logits, but kd_weight is 0"),
+        ({"unlabelled_pseudo_labels": "often"}, "--unlabelled_pseudo_labels is 'often': give true or false"),
+    ],
+)
+def test_ill_pseudo_label_settings(kwargs, message):
+    settings = {"kd_weight": 0.25, "feature_weight": 0.1, "unlabelled_split": "training_unlabelled"}
+    settings["unlabelled_pseudo_labels"] = True
+    settings.update(kwargs)
+    with pytest.raises(InputError, match=message):
+        check_distillation_settings(seg_weight=1, kd_temperature=2, kd_region="all", **settings)
+    settings.update(unlabelled_pseudo_labels=False)
+    check_distillation_settings(seg_weight=1, kd_temperature=2, kd_region="all", **settings)  # off: accepted
+
+
 # ------------------------------------------------------------------------------------------------ bundle
 @pytest.mark.slow
-def test_student_learns_from_unlabelled_cases_through_the_teacher(tiny_phantom, teacher_ckpt, tmp_path):
+@pytest.mark.parametrize("pseudo_labels", [False, True])
+def test_student_learns_from_unlabelled_cases_through_the_teacher(tiny_phantom, teacher_ckpt, tmp_path, pseudo_labels):
     path, _ = _split(tiny_phantom, tmp_path)
     wf = run_workflow(
         [STUDENT / "train.json"],
@@ -118,9 +168,11 @@ def test_student_learns_from_unlabelled_cases_through_the_teacher(tiny_phantom, 
         dataset_dir=str(tiny_phantom),
         data_list_file_path=str(path),
         unlabelled_split="training_unlabelled",
+        unlabelled_pseudo_labels=pseudo_labels,
         teacher_ckpt=str(teacher_ckpt),
         epochs=1,
     )
     state = wf.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 3, "2 labelled + 1 unlabelled item per epoch"
     assert state.metrics["train_loss_kd"] > 0
+    assert wf.parser.get_parsed_content("loss").pseudo_labels is pseudo_labels

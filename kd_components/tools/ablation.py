@@ -63,6 +63,7 @@ _TUMOUR_BALANCED = {
     "feature_weight": 0.1,
     "feature_distance": "cosine",
     "unlabelled_split": None,
+    "unlabelled_pseudo_labels": False,
 }
 _VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
 #: the datalist split of the training cases whose labels ``--labelled-fraction`` withholds.
@@ -87,10 +88,14 @@ VARIANTS: dict[str, dict | None] = {
     "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
     # the training cases left out by --labelled-fraction, used without their labels (teacher outputs only)
     "voxel_mean_unlabelled": {**_VOXEL_MEAN, "unlabelled_split": UNLABELLED_SPLIT},
+    # the same cases with the teacher's thresholded map as their supervised target (pseudo-labels)
+    "voxel_mean_pseudo": {**_VOXEL_MEAN, "unlabelled_split": UNLABELLED_SPLIT, "unlabelled_pseudo_labels": True},
 }
 #: variants distilled from the teacher trained ``--long-teacher-factor`` times longer.
 TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_teacher": "teacher_long"}
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("class_kl_long_teacher", "voxel_mean_unlabelled")]
+#: variants that learn from the cases ``--labelled-fraction`` leaves out
+UNLABELLED_VARIANTS = [v for v, o in VARIANTS.items() if (o or {}).get("unlabelled_split")]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v != "class_kl_long_teacher" and v not in UNLABELLED_VARIANTS]
 
 
 def labelled_subset(datalist: Path, fraction: float, output: Path) -> Path:
@@ -397,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1.0,
         help="students see the labels of this fraction of the training cases (default 1); the others go to the "
-        "datalist's training_unlabelled split, which variant voxel_mean_unlabelled learns from through the teacher",
+        "datalist's training_unlabelled split, which variants voxel_mean_unlabelled (teacher outputs only) and "
+        "voxel_mean_pseudo (the teacher's thresholded map as their label) learn from",
     )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per stage (default: cores / jobs)")
     ap.add_argument(
@@ -433,9 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.labelled_fraction <= 1:
         raise InputError(f"--labelled-fraction {args.labelled_fraction}: give a fraction in (0, 1].")
     variants, modalities = _parse_variants(args.variants), parse_modalities(args.modalities)
-    if args.labelled_fraction == 1 and any((VARIANTS[v] or {}).get("unlabelled_split") for v in variants):
+    unlabelled = [v for v in variants if v in UNLABELLED_VARIANTS]
+    if args.labelled_fraction == 1 and unlabelled:
         raise InputError(
-            "--variants voxel_mean_unlabelled needs --labelled-fraction below 1 (it learns from the cases left out)."
+            f"--variants {','.join(unlabelled)} needs --labelled-fraction below 1 (it learns from the cases left out)."
         )
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None

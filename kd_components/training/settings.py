@@ -31,6 +31,7 @@ def check_distillation_settings(
     unlabelled_split: str | None = None,
     kd_follow_margin: bool = False,
     kd_agreement: bool = False,
+    unlabelled_pseudo_labels: bool = False,
 ) -> None:
     """Refuse distillation settings the loss could not use, naming the override to change.
 
@@ -38,8 +39,9 @@ def check_distillation_settings(
         InputError: a negative or non-numeric weight, a temperature <= 0, an unknown region or distance, a
             ``kd_balanced`` that is not a boolean, the feature term with cached teacher logits (they hold no
             features), cases with withheld labels (``unlabelled_split``) without a teacher term or with cached
-            logits (the cache holds the labelled training split only), a ``kd_follow_margin`` or ``kd_agreement``
-            that is not a boolean.
+            logits (the cache holds the labelled training split only), a ``kd_follow_margin``, ``kd_agreement``
+            or ``unlabelled_pseudo_labels`` that is not a boolean, pseudo-labels without an ``unlabelled_split``
+            (nothing to label) or without the output term (they are the teacher's thresholded logits).
     """
     for name, value in (("seg_weight", seg_weight), ("kd_weight", kd_weight), ("feature_weight", feature_weight)):
         try:
@@ -63,6 +65,17 @@ def check_distillation_settings(
     as_bool(kd_balanced, "kd_balanced")
     as_bool(kd_follow_margin, "kd_follow_margin")
     as_bool(kd_agreement, "kd_agreement")
+    if as_bool(unlabelled_pseudo_labels, "unlabelled_pseudo_labels"):
+        if unlabelled_split is None:
+            raise InputError(
+                "--unlabelled_pseudo_labels true labels the cases of --unlabelled_split with the teacher's map, but "
+                "--unlabelled_split is null: name the datalist key of the unlabelled cases, or set it false."
+            )
+        if float(kd_weight) == 0:
+            raise InputError(
+                "--unlabelled_pseudo_labels true needs the teacher's logits, but kd_weight is 0: give --kd_weight > 0 "
+                "(e.g. 0.25), or set --unlabelled_pseudo_labels false."
+            )
     if kd_channel_weights is not None:
         try:
             weights = [float(w) for w in kd_channel_weights]
