@@ -41,6 +41,8 @@ from kd_components.tools.stages import (
     parse_modalities,
     sizes,
     stage_env,
+    stop_on_signals,
+    stopping,
     student_stages,
     teacher_stages,
 )
@@ -134,6 +136,8 @@ def _run_pool(
 
     def run_group(group: list[Stage]) -> None:
         for stage in group:
+            if stopping():
+                return
             if stage.done.exists() and not force:
                 continue
             log = log_dir / (stage.name.replace(" ", "_").replace(",", "").replace(":", "") + ".log")
@@ -457,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     t0, failed = time.time(), []
     if not args.summarise_only:
-        failed = _stages(args, p, output, data_dir, variants, modalities)
+        with stop_on_signals():
+            failed = _stages(args, p, output, data_dir, variants, modalities)
     left_out: list[str] = []
     results = {v: {m: _evaluations(output / v / m, args.split, left_out) for m in modalities} for v in variants}
     table = summarise(results, modalities)

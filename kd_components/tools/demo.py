@@ -30,6 +30,7 @@ from kd_components.tools.stages import (
     data_stage,
     parse_modalities,
     sizes,
+    stop_on_signals,
     student_stages,
     teacher_stages,
 )
@@ -163,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         follow,
     )
     t0 = time.time()
-    for i, stage in enumerate(stages, 1):
-        stage.name = f"[{i}/{len(stages) + 1}] {stage.name}"
-        stage.run(args.force)
+    with stop_on_signals():
+        for i, stage in enumerate(stages, 1):
+            stage.name = f"[{i}/{len(stages) + 1}] {stage.name}"
+            stage.run(args.force)
     command = "python -m kd_components.tools.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = Stage(
         f"[{len(stages) + 1}/{len(stages) + 1}] report",

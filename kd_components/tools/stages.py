@@ -9,12 +9,16 @@ profile (``PROFILES``: the demo's default and the CI-sized quick run). The comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,71 @@ TEACHER_CONFIGS = BUNDLES / "teacher" / "configs"
 STUDENT_CONFIGS = BUNDLES / "student_kd" / "configs"
 
 
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def run_child(cmd: list[str], **kwargs) -> int:
+    """``subprocess.run(cmd, **kwargs).returncode``, with the child registered so that a signal that stops this
+    process (:func:`stop_on_signals`) ends it too, and no new child starts once one did."""
+    if _stopping.is_set():
+        return -signal.SIGTERM
+    with subprocess.Popen(cmd, **kwargs) as proc:
+        with _children_lock:
+            _children.add(proc)
+        if _stopping.is_set():  # the signal came while it started
+            proc.terminate()
+        try:
+            return proc.wait()
+        except BaseException:  # this process is stopping: give the child a moment to end cleanly, then kill it
+            try:
+                proc.wait(timeout=10)
+            except BaseException:
+                proc.kill()
+            raise
+        finally:
+            with _children_lock:
+                _children.discard(proc)
+
+
+def stopping() -> bool:
+    """Whether a signal asked this process to stop (no further stage should start)."""
+    return _stopping.is_set()
+
+
+def _stop(signum: int, frame=None) -> None:
+    _stopping.set()
+    with _children_lock:
+        children = list(_children)
+    for proc in children:
+        proc.terminate()
+    raise SystemExit(
+        f"error: stopped by {signal.Signals(signum).name}: the running stages were ended too; run the same command "
+        "again to go on (finished stages are kept, a stage cut short starts again)."
+    )
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within it, SIGTERM (``kill``, ``timeout``, a batch scheduler) and SIGHUP end this process *and* its running
+    stages, instead of leaving trainings running on, orphaned, into the output folder; the previous handlers come
+    back after it. Ctrl-C (SIGINT) already reaches the whole process group. Use it in a command's main thread::
+
+        with stop_on_signals():
+            for stage in stages:
+                stage.run(force)
+    """
+    _stopping.clear()
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass
 class Stage:
     """One step of the demo: a command and the file whose presence means it is done."""
@@ -66,11 +135,11 @@ class Stage:
     def execute(self, env: dict[str, str], log: Path | None = None) -> int:
         """Run the command from the repository root (output to ``log`` when given); its exit status."""
         if log is None:
-            return subprocess.run(self.cmd, cwd=REPO, env=env).returncode
+            return run_child(self.cmd, cwd=REPO, env=env)
         with open(log, "w") as f:
             f.write("$ " + shlex.join(self.cmd) + "\n")
             f.flush()
-            return subprocess.run(self.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+            return run_child(self.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
 
     def run(self, force: bool) -> None:
         print(f"\n=== {self.name} ===\n$ {shlex.join(self.cmd)}", flush=True)
