@@ -30,7 +30,7 @@ are withheld (``labelled`` False) are distilled everywhere: there the teacher is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -117,11 +117,15 @@ def teacher_agreement(
     return _all_where_withheld(agree, labelled)
 
 
+def _per_item(labelled: torch.Tensor | Sequence[bool], like: torch.Tensor) -> torch.Tensor:
+    """The B labelled flags as a bool tensor that broadcasts over ``like`` (B1...1, on its device)."""
+    return torch.as_tensor(labelled, dtype=torch.bool, device=like.device).reshape(-1, *([1] * (like.ndim - 1)))
+
+
 def _all_where_withheld(mask: torch.Tensor, labelled: torch.Tensor | None) -> torch.Tensor:
     if labelled is None:
         return mask
-    keep = torch.as_tensor(labelled, dtype=torch.bool, device=mask.device).reshape(-1, *([1] * (mask.ndim - 1)))
-    return mask | ~keep
+    return mask | ~_per_item(labelled, mask)
 
 
 def _combine_masks(region: torch.Tensor | None, agree: torch.Tensor | None) -> torch.Tensor | None:
@@ -501,7 +505,7 @@ class DistillationLoss(nn.Module):
                         f"{tuple(target.shape)} must have the same shape."
                     )
                 pseudo = (teacher_logits.detach() > 0).to(target.dtype)
-                target = torch.where(keep.reshape(-1, *([1] * (target.ndim - 1))), target, pseudo)
+                target = torch.where(_per_item(keep, target), target, pseudo)
                 seg = self.seg_loss(pred, target)
             else:
                 seg = self.seg_loss(pred[keep], target[keep]) if keep.any() else pred.new_zeros(())
