@@ -16,12 +16,14 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RandomizableTrait, ToDeviced
+from monai.transforms import MapTransform, RandomizableTrait, Spacingd, ToDeviced
 
 from kd_components.brats import ET_LABEL, LABEL_VALUES, name_convention
 from kd_components.data.datalist import LABELLED_KEY
 
 __all__ = [
+    "ResampleToPixdimd",
+    "pixdim_setting",
     "ToDeviceUncachedd",
     "WithheldLabeld",
     "BratsLabelToRegionsd",
@@ -306,6 +308,91 @@ class WithheldLabeld(MapTransform):
                 )
         d[self.flag_key] = not withheld
         return d
+
+
+def pixdim_setting(pixdim: Any) -> list[float] | None:
+    """A voxel size setting, checked: None (keep each image's own spacing), one number (isotropic) or three, in mm.
+
+    Args:
+        pixdim: None, a number > 0, or a sequence of 3 numbers > 0 (``--pixdim "[3.0, 3.0, 3.0]"``).
+
+    Returns:
+        None, or the 3 sizes as floats.
+
+    Raises:
+        ValueError: anything else (a string, 2 or 4 sizes, a size <= 0), with the value given.
+    """
+    if pixdim is None:
+        return None
+    values = [pixdim] if isinstance(pixdim, (int, float)) and not isinstance(pixdim, bool) else pixdim
+    try:
+        sizes = [float(v) for v in values] if not isinstance(values, (str, bytes)) else []
+    except (TypeError, ValueError):
+        sizes = []
+    if len(sizes) == 1:
+        sizes = sizes * 3
+    if len(sizes) != 3 or not all(v > 0 and v == v and v != float("inf") for v in sizes):
+        raise ValueError(
+            f"pixdim must be null (each image's own spacing), one voxel size in mm or three (e.g. [3.0, 3.0, 3.0]), "
+            f"all > 0; got {pixdim!r}."
+        )
+    return sizes
+
+
+class ResampleToPixdimd(Spacingd):
+    """``Spacingd`` that is the identity when ``pixdim`` is None: the bundles' resolution setting in one transform.
+
+    With a voxel size the images are resampled to it (``bilinear``; ``nearest`` for ``label_keys``: labels are never
+    interpolated); with None nothing is resampled, nothing is recorded and ``inverse`` (as
+    ``Invertd`` calls it to put a prediction back on its input's grid) changes nothing either. Orientation is kept
+    (MONAI's ``Spacing`` with ``diagonal=False``).
+
+    Args:
+        keys: keys of the (C, H, W, D) tensors to resample.
+        pixdim: None, or the output voxel size in mm (see :func:`pixdim_setting`).
+        label_keys: the keys among ``keys`` that hold label maps or regions (nearest neighbour).
+        allow_missing_keys: don't raise when a key is absent.
+        kwargs: passed to ``Spacingd`` (e.g. ``align_corners``).
+
+    Raises:
+        ValueError: ``pixdim`` as :func:`pixdim_setting` refuses it.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        pixdim: Any = None,
+        label_keys: KeysCollection = (),
+        allow_missing_keys: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.target_pixdim = pixdim_setting(pixdim)
+        keys = [keys] if isinstance(keys, (str, int)) else list(keys)
+        labels = {label_keys} if isinstance(label_keys, (str, int)) else set(label_keys)
+        mode = ["nearest" if k in labels else "bilinear" for k in keys]
+        super().__init__(
+            keys, pixdim=self.target_pixdim or 0.0, mode=mode, allow_missing_keys=allow_missing_keys, **kwargs
+        )
+
+    def __call__(self, data: Mapping[Hashable, Any], lazy: bool | None = None) -> dict[Hashable, Any]:
+        if self.target_pixdim is None:
+            return dict(data)
+        # MONAI's Spacingd updates every item named "<key>_..." as a meta dict; a datalist's "label_convention" is a
+        # string: set such items aside while resampling
+        d = dict(data)
+        aside = {
+            k: d.pop(k)
+            for k in list(d)
+            if isinstance(k, str) and not isinstance(d[k], dict) and any(k.startswith(f"{key}_") for key in self.keys)
+        }
+        out = super().__call__(d, lazy=lazy)
+        out.update(aside)
+        return out
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if self.target_pixdim is None:
+            return dict(data)
+        return super().inverse(data)
 
 
 class ToDeviceUncachedd(ToDeviced, RandomizableTrait):

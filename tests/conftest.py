@@ -8,6 +8,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: the real BraTS 2023 case lent to developers; absent in a user's clone, where its tests skip.
 REAL_CASE_DIR = Path(os.environ.get("KD_BRATS_SAMPLE", REPO.parent / "shared" / "data" / "brats2023_sample"))
+#: the 42 public BraTS 2018 cases (``scripts/get_brats2018_public42.sh data/brats2018_public42``); absent: skipped.
+BRATS2018_DIR = Path(os.environ.get("KD_BRATS2018_DIR", REPO / "data" / "brats2018_public42" / "cases"))
 
 
 #: overrides that make a bundle run small: 32^3 crops, no worker processes, CPU
@@ -104,6 +106,13 @@ def real_case_dir() -> Path:
     if not any(REAL_CASE_DIR.glob("*/*-seg.nii.gz")):
         pytest.skip(f"real BraTS sample not present at {REAL_CASE_DIR}")
     return REAL_CASE_DIR
+
+
+@pytest.fixture(scope="session")
+def brats2018_dir() -> Path:
+    if len(list(BRATS2018_DIR.glob("*/*_seg.nii.gz"))) < 42:
+        pytest.skip(f"the 42 public BraTS 2018 cases are not at {BRATS2018_DIR} (scripts/get_brats2018_public42.sh)")
+    return BRATS2018_DIR
 
 
 @pytest.fixture(scope="session")

@@ -234,7 +234,9 @@ def test_ill_split_file_naming_absent_cases(tiny_phantom, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"training": []}))
     with pytest.raises(InputError, match=r"is not a split \(KeyError"):
         build_datalist_from_split(tiny_phantom, tmp_path / "bad.json")
-    with pytest.raises(InputError, match=r"does not exist: .* or a shipped split \(brats2018_mmformer_fold0\)"):
+    with pytest.raises(
+        InputError, match=r"does not exist: .* or a shipped split \(brats2018_mmformer_fold0, brats2018_public42\)"
+    ):
         build_datalist_from_split(tiny_phantom, "nope")
 
 

@@ -191,7 +191,17 @@ def test_evaluation_scores_what_inference_writes(bundle):
     evaluate, inference = _load(bundle, "evaluate.json"), _load(bundle, "inference.json")
     transforms = evaluate["validate#preprocessing"]["transforms"]
     assert {**transforms[0], "keys": "image"} == inference["preprocessing"]["transforms"][0]
-    assert transforms[-1] == inference["preprocessing"]["transforms"][1]
+    assert transforms[-2:] == inference["preprocessing"]["transforms"][1:]
+    # both resample the image (never the label) to the voxel size the weights were trained at, and put the
+    # prediction back on the input's grid before thresholding
+    assert (
+        transforms[-1]["_target_"] == "kd_components.transforms.ResampleToPixdimd" and transforms[-1]["keys"] == "image"
+    )
+    pixdim = {"_target_": "kd_components.training.weights.trained_pixdim", "ckpt_dir": "@ckpt_dir", "pixdim": "@pixdim"}
+    assert evaluate["resample_pixdim"] == inference["resample_pixdim"] == pixdim
+    invert = {"_target_": "Invertd", "keys": "pred", "orig_keys": "image", "nearest_interp": False}
+    assert evaluate["validate#postprocessing"]["transforms"][1] == {**invert, "transform": "@validate#preprocessing"}
+    assert inference["postprocessing"]["transforms"][1] == {**invert, "transform": "@preprocessing"}
     assert {**evaluate["validate#inferer"], "roi_size": "@window"} == inference["inferer"]
     # both slide the window the weights were trained with (models/model_settings.json; a larger window pads small
     # images with zeros and shifts the normalisation statistics: Dice fell from 0.61 to 0.23 on the 64^3 phantom),
@@ -202,8 +212,9 @@ def test_evaluation_scores_what_inference_writes(bundle):
     assert evaluate["inference_roi_size"] is None and inference["roi_size"] is None
     # the same steps to the label map, one named transform for the regions -> labels step
     step = {"_target_": "kd_components.transforms.RegionsToBratsLabeld", "keys": "pred"}
-    assert evaluate["validate#postprocessing"]["transforms"][:3] == inference["postprocessing"]["transforms"][:3]
-    assert evaluate["validate#postprocessing"]["transforms"][3] == {**step, "convention": "@output_label_convention"}
-    assert inference["postprocessing"]["transforms"][3] == {**step, "convention": "@label_convention"}
+    post_eval, post_infer = evaluate["validate#postprocessing"]["transforms"], inference["postprocessing"]["transforms"]
+    assert post_eval[:1] + post_eval[2:4] == post_infer[:1] + post_infer[2:4]
+    assert post_eval[4] == {**step, "convention": "@output_label_convention"}
+    assert post_infer[4] == {**step, "convention": "@label_convention"}
     # evaluation scores in the bundles' convention; inference writes the input's unless told
     assert evaluate["output_label_convention"] == "brats2021" and inference["output_label_convention"] is None

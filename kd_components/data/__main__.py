@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     d.add_argument(
         "--split-file",
-        help="take training/validation/test from a published split (JSON with the three case lists, or a shipped one: "
-        "brats2018_mmformer_fold0); --val-fraction then moves that share of its training cases to validation when it "
-        "has none, and --test-fraction is not used",
+        help="take training/validation/test from a published split (JSON with the three case lists, or a shipped "
+        "one: brats2018_mmformer_fold0, brats2018_public42); --val-fraction then moves that share of its training "
+        "cases to validation when it has none, and --test-fraction is not used",
     )
     k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
     k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")

@@ -47,6 +47,7 @@ from kd_components.tools.stages import (
     teacher_stages,
 )
 from kd_components.training.quality import collapsed
+from kd_components.transforms import pixdim_setting
 
 __all__ = ["VARIANTS", "TEACHER_VARIANTS", "rank_variants", "summarise", "main"]
 
@@ -240,7 +241,9 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
             if info.get("labelled_fraction", 1) < 1
             else ""
         )
-        + f"; crops {info['roi']}.",
+        + f"; crops {info['roi']}"
+        + (f"; inputs resampled to {info['pixdim']} mm" if info.get("pixdim") else "")
+        + ".",
         "",
         "Δ = variant − baseline Dice, paired by case (each case's difference averaged over seeds), 95% t-interval",
         "over cases. Summary over the (modality, region) pairs: mean Δ, pairs with the interval above zero (↑) and",
@@ -409,6 +412,24 @@ def main(argv: list[str] | None = None) -> int:
         "datalist's training_unlabelled split, which variants voxel_mean_unlabelled (teacher outputs only) and "
         "voxel_mean_pseudo (the teacher's thresholded map as their label) learn from",
     )
+    ap.add_argument(
+        "--split-file",
+        default=None,
+        help="a BraTS folder's split (kd_components.data datalist --split-file: a shipped name such as "
+        "brats2018_public42, or a JSON of case lists) instead of --val-fraction / --test-fraction",
+    )
+    ap.add_argument(
+        "--pixdim",
+        type=float,
+        nargs="+",
+        default=None,
+        help="resample every input to this voxel size in mm, one or three numbers (the bundles' pixdim; default: "
+        "each image's own spacing)",
+    )
+    ap.add_argument(
+        "--roi", type=int, nargs=3, default=None, help="training crop and sliding window (default 48 48 48)"
+    )
+    ap.add_argument("--lr", type=float, default=None, help="learning rate of teacher and students (default 1e-3)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per stage (default: cores / jobs)")
     ap.add_argument(
         "--stages",
@@ -448,6 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(
             f"--variants {','.join(unlabelled)} needs --labelled-fraction below 1 (it learns from the cases left out)."
         )
+    if args.split_file and not args.data_dir:
+        raise InputError("--split-file names cases of a BraTS folder: give --data-dir too (the phantom splits itself).")
+    try:
+        pixdim = pixdim_setting(args.pixdim[0] if args.pixdim and len(args.pixdim) == 1 else args.pixdim)
+    except ValueError as e:
+        raise InputError(f"--pixdim: {e}") from None
+    if args.roi is not None and min(args.roi) < 1 or args.lr is not None and not args.lr > 0:
+        raise InputError(f"--roi {args.roi} / --lr {args.lr}: give three sizes >= 1 and a learning rate > 0.")
     output = Path(args.output).resolve()
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
@@ -458,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("val_fraction", "test_fraction"):
         if getattr(args, name) is not None:
             p[name] = getattr(args, name)
+    p.update({"pixdim": pixdim, "split_file": args.split_file})
+    p.update({k: v for k, v in (("roi", args.roi), ("lr", args.lr)) if v is not None})
     output.mkdir(parents=True, exist_ok=True)
     t0, failed = time.time(), []
     if not args.summarise_only:
@@ -479,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
         "student_steps": args.student_steps,
         "labelled_fraction": args.labelled_fraction,
         "roi": "x".join(map(str, p["roi"])),
+        "pixdim": "x".join(f"{v:g}" for v in pixdim) if pixdim else None,
+        "lr": p["lr"],
+        "split_file": args.split_file,
         "collapsed": sorted(left_out),
     }
     command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -309,11 +309,12 @@ def package_bundle(
         except json.JSONDecodeError as e:
             raise InputError(f"--config-file '{overlay}' is not valid JSON ({e}).") from None
     flat = {p.name: read_config(p) for p in sorted(configs.glob("*.json")) if p.name != "metadata.json"}
-    # what the weights were trained with (training writes it beside model.pt): the window goes into the packaged
-    # configs, so that the packaged inference slides it without the file
+    # what the weights were trained with (training writes it beside model.pt): the window and the voxel size go into
+    # the packaged configs, so that the packaged inference slides and resamples as trained without the file
     settings = read_model_settings(ckpt.parent) or {}
-    if settings.get("roi_size"):
-        overrides.setdefault("roi_size", settings["roi_size"])
+    for key in ("roi_size", "pixdim"):
+        if settings.get(key):
+            overrides.setdefault(key, settings[key])
     is_student = "student_modality" in flat["inference.json"]
     modality = None
     if is_student:

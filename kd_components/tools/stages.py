@@ -198,7 +198,7 @@ def data_stage(output: Path, data_dir: Path | None, p: dict) -> tuple[Stage, Pat
         return Stage("synthetic phantom", cmd, data_dir / "datalist.json"), data_dir, data_dir / "datalist.json"
     datalist = output / "datalist.json"
     cmd = [sys.executable, "-m", "kd_components.data", "datalist", "--data-dir", str(data_dir)]
-    cmd += ["--output", str(datalist), *split]
+    cmd += ["--output", str(datalist), *(["--split-file", str(p["split_file"])] if p.get("split_file") else split)]
     return Stage("datalist of the BraTS folder", cmd, datalist), data_dir, datalist
 
 
@@ -210,6 +210,8 @@ def common_overrides(data_dir: Path, datalist: Path, p: dict) -> tuple[dict, dic
         "roi_size": p["roi"],
         "num_workers": 0,  # the phantom is cached: crops and flips per step are cheap in the main process
     }
+    if p.get("pixdim"):
+        common["pixdim"] = p["pixdim"]
     return common, {**common, "learning_rate": p["lr"], "cache_rate": 1.0}
 
 

@@ -137,6 +137,27 @@ def check_inputs(
         raise InputError("; ".join(problems) + ".")
 
 
+def check_pixdim(pixdim, cached_logits_key: str | None = None) -> None:
+    """Refuse a malformed ``--pixdim`` in one line before any work (the transform would raise deep in the run), and
+    a voxel size with cached teacher logits (``tools.cache`` writes them at the images' own spacing).
+
+    Raises:
+        InputError: ``pixdim`` neither null nor one or three voxel sizes > 0, with an example; or set together with
+            ``configs/cached_teacher.json``.
+    """
+    from kd_components.transforms import pixdim_setting
+
+    try:
+        value = pixdim_setting(pixdim)
+    except ValueError as e:
+        raise InputError(f"--pixdim: {e}") from None
+    if value is not None and cached_logits_key is not None:
+        raise InputError(
+            f"--pixdim {value} with configs/cached_teacher.json: cached teacher logits exist only at the images' own "
+            f"spacing; train this student with the online teacher (leave out configs/cached_teacher.json)."
+        )
+
+
 def as_bool(value, name: str) -> bool:
     """:func:`kd_components.options.as_bool` for a setting ``--name``.
 

@@ -10,7 +10,9 @@ its checkpoints, the window, the input channels and the student's modality; infe
 - ``trained_window``: the window to slide (``--roi_size`` unset: the trained one; set and different: used, with one
   warning line that names the Dice risk);
 - ``trained_modality``: the student's modality (unset: the trained one; set and different: refused in one line by
-  ``check_modality``, which evaluation runs too).
+  ``check_modality``, which evaluation runs too);
+- ``trained_pixdim``: the voxel size the inputs were resampled to (``--pixdim`` unset: the trained one; set and
+  different: refused in one line, since a network trained at 3 mm sees a 1-mm tumour three times too large).
 
 Weights without the file (the model zoo's, or from before 0.6) keep the configs' defaults, said in one line.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 from kd_components import brats
 from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
+from kd_components.transforms import pixdim_setting
 
 __all__ = [
     "SETTINGS_NAME",
@@ -33,6 +36,7 @@ __all__ = [
     "read_model_settings",
     "require_weights",
     "trained_modality",
+    "trained_pixdim",
     "trained_window",
     "write_model_settings",
 ]
@@ -58,6 +62,7 @@ def write_model_settings(
     in_channels: int,
     modality: str | None = None,
     normalisation: str = "nonzero, channel-wise",
+    pixdim: Sequence[float] | float | None = None,
 ) -> Path | None:
     """Write ``<ckpt_dir>/model_settings.json``: what inference needs to use these weights as trained.
 
@@ -67,6 +72,7 @@ def write_model_settings(
         in_channels: the network's input channels.
         modality: the student's modality (canonical name); None for the four-channel teacher.
         normalisation: how the inputs were normalised (stated, for a reader).
+        pixdim: the voxel size (mm) the inputs were resampled to; None: each image's own spacing.
 
     Returns:
         the file written, or None on a torchrun rank other than 0 (nothing written there).
@@ -84,6 +90,7 @@ def write_model_settings(
             for m in (brats.combination_members(modality) if modality else brats.TEACHER_CHANNELS)
         ],
         "normalisation": normalisation,
+        "pixdim": pixdim_setting(pixdim),
     }
     path = Path(ckpt_dir) / SETTINGS_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,3 +220,40 @@ def trained_modality(ckpt_dir: str | os.PathLike, modality: str | None = None) -
         logger.info(f"no trained modality recorded beside the weights in '{ckpt_dir}': assuming t1ce")
         return "t1ce"
     return str(trained)
+
+
+def _mm(pixdim: Sequence[float] | None) -> str:
+    return "each image's own spacing" if pixdim is None else "x".join(f"{v:g}" for v in pixdim) + " mm"
+
+
+def trained_pixdim(ckpt_dir: str | os.PathLike, pixdim: Sequence[float] | float | None = None) -> list[float] | None:
+    """The voxel size to resample inputs to for the weights in ``ckpt_dir``: the one they were trained at.
+
+    Args:
+        ckpt_dir: the folder of ``model.pt`` (and of ``model_settings.json`` when training wrote one).
+        pixdim: an explicit voxel size (``--pixdim``), or None for the trained one.
+
+    Returns:
+        the trained voxel size (None: no resampling) when ``pixdim`` is None or equal to it; ``pixdim`` for weights
+        without settings (the model zoo's).
+
+    Raises:
+        InputError: ``pixdim`` malformed, or different from the voxel size recorded beside the weights.
+    """
+    try:
+        asked = pixdim_setting(pixdim)
+    except ValueError as e:
+        raise InputError(f"--pixdim: {e}") from None
+    settings = read_model_settings(ckpt_dir)
+    if not settings or "pixdim" not in settings:
+        return asked
+    trained = pixdim_setting(settings["pixdim"])
+    if asked is not None and trained != asked:
+        raise InputError(
+            f"--pixdim {asked} but the weights in '{ckpt_dir}' were trained at {_mm(trained)} ({SETTINGS_NAME}): "
+            f"at another voxel size every structure looks another size to the network; leave --pixdim unset to use "
+            f"the trained one."
+        )
+    if trained is not None:
+        logger.info(f"resampling inputs to {_mm(trained)} as the weights in '{ckpt_dir}' were trained")
+    return trained
