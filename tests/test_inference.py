@@ -65,6 +65,8 @@ def test_ill_student_datalist(tmp_path):
         student_datalist(str(tmp_path / "typo.nii.gz"), tmp_path, "t1")
     with pytest.raises(InputError, match="--student_modality: unknown modality 'dwi'"):
         student_datalist(None, tmp_path, "dwi")
+    with pytest.raises(InputError, match=r"^--dataset_dir '.*runs/demo/dat' does not exist: give the folder"):
+        student_datalist(None, tmp_path / "runs" / "demo" / "dat", "t1ce")
 
 
 def _weights(tmp_path):

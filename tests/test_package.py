@@ -407,6 +407,21 @@ def test_ill_package_checkpoint_not_matching_network_def(tmp_path):
     assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir()), "no zip, no partial zip"
 
 
+def test_ill_package_student_modality_other_than_trained(tmp_path):
+    """The refusal names the package tool's flag and the user's --ckpt (not the bundle's --student_modality and the
+    package's temporary folder)."""
+    from kd_components.training.weights import write_model_settings
+
+    ckpt = tmp_path / "models" / "model.pt"
+    ckpt.parent.mkdir()
+    torch.save(_segresnet(1).state_dict(), ckpt)
+    write_model_settings(ckpt.parent, [32, 32, 32], 1, "flair")
+    with pytest.raises(InputError) as err:
+        package_bundle(BUNDLES["student_kd"], tmp_path / "dist", ckpt=ckpt, student_modality="t1ce")
+    assert str(err.value).startswith(f"--student-modality t1ce but the weights --ckpt '{ckpt}' were trained on flair")
+    assert not (tmp_path / "dist").exists()
+
+
 def _monailabel_overrides(bundle_root, images, labels):
     """What MONAI Label's BundleTrainTask passes to ``monai.bundle.run`` (monailabel 0.8.5, tasks/train/bundle.py)."""
     items = [{"image": str(i), "label": str(lab)} for i, lab in zip(images, labels)]

@@ -330,6 +330,13 @@ def package_bundle(
         except ValueError as e:
             raise InputError(f"--student-modality: {e}") from None
         modality = COMBINATION_SEPARATOR.join(members)
+        trained = settings.get("modality")
+        if trained and combination_members(trained) != members:
+            raise InputError(
+                f"--student-modality {modality} but the weights --ckpt '{ckpt}' were trained on {trained} "
+                f"({SETTINGS_NAME} beside them): leave --student-modality out, or give the weights of a {modality} "
+                "student."
+            )
         overrides["student_modality"] = modality
         overrides.setdefault("teacher_ckpt", f"$@bundle_root + '/../{teacher_name}/models/model.pt'")
     elif student_modality:

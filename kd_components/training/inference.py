@@ -168,6 +168,11 @@ def student_datalist(
     given = input_image is not None and (isinstance(input_image, (str, os.PathLike)) or len(input_image) > 0)
     items: list[str | list[str]]
     if not given:
+        if not Path(dataset_dir).is_dir():
+            raise InputError(
+                f"--dataset_dir '{dataset_dir}' does not exist: give the folder of the case folders to segment (after "
+                "the README's demo: runs/demo/data), or --input_image with the files."
+            )
         found = {m: find_images(dataset_dir, m) for m in members}
         by_case: dict[str, dict[str, str]] = {}
         for m, paths in found.items():
