@@ -2,7 +2,7 @@
 # MONAI Label 0.8.5 in its own virtual environment (default .venv-monailabel), for serving and training the packaged
 # bundles. Its own venv because monailabel needs numpy < 2 and a torchvision that matches torch (torch 2.14.1 +
 # torchvision 0.29.1); the project's venv keeps torch 2.13.0 and numpy 2. Installs nothing when the venv is there.
-# Serving needs MONAI only (monai 1.5.2 here; our inference configs avoid Spacingd, which breaks under 1.6);
+# Serving needs MONAI only (monai 1.5.2 here; the inference configs' Spacingd does nothing unless trained with --pixdim);
 # training runs on the kd_components copy inside each packaged bundle, which works with this monai and ignite.
 #
 # torch and torchvision: on a machine without an NVIDIA driver, the CPU builds from PyTorch's CPU index

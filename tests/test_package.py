@@ -566,18 +566,31 @@ def _image(path: Path, channels: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("bundle, channels", [("teacher", 4), ("student_kd", 1)])
-def test_packaged_inference_builds_as_monailabel_builds_it(bundle, channels, student_ckpt, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "bundle, channels, pixdim", [("teacher", 4, None), ("student_kd", 1, None), ("student_kd", 1, [2.0, 2.0, 2.0])]
+)
+def test_packaged_inference_builds_as_monailabel_builds_it(
+    bundle, channels, pixdim, student_ckpt, tmp_path, monkeypatch
+):
     """MONAI Label's BundleInferTask (monailabel 0.8.5, tasks/infer/bundle.py) reads inference.json with only
     ``bundle_root`` set and parses ``network_def``, ``preprocessing``, ``inferer`` and ``postprocessing`` on their
     own: no datalist, no data folder, no input image. Each must build so, and the served label map must be BraTS
-    labels on the input's grid (SaveImaged is dropped by the server; the convention follows the image's name)."""
+    labels on the input's grid (SaveImaged is dropped by the server; the convention follows the image's name). Weights
+    trained at a voxel size (``model_settings.json``) are packaged with it: the 1-mm 24^3 request is resampled to
+    2 mm for the network and answered on its own 24^3 grid."""
     from monai.transforms import Compose, SaveImaged
+
+    from kd_components.training.weights import write_model_settings
 
     ckpt = student_ckpt
     if channels == 4:
         ckpt = tmp_path / "teacher.pt"
         torch.save(_segresnet(4).state_dict(), ckpt)
+    if pixdim is not None:
+        ckpt = tmp_path / "trained" / "model.pt"
+        ckpt.parent.mkdir()
+        shutil.copyfile(student_ckpt, ckpt)
+        write_model_settings(ckpt.parent, [16, 16, 16], 1, "t2", pixdim=pixdim)
     zipped = package_bundle(
         BUNDLES[bundle], tmp_path / "dist", ckpt=ckpt, overrides={"init_filters": 8}, torchscript=False
     )
@@ -587,6 +600,8 @@ def test_packaged_inference_builds_as_monailabel_builds_it(bundle, channels, stu
     monkeypatch.chdir(tmp_path)  # no data/synthetic here: nothing may look for images
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "inference.json"))
+    assert parser["pixdim"] == pixdim
+    assert (root / "models" / "model_settings.json").is_file() == (pixdim is not None)
     parser.config.update({"bundle_root": str(root), "device": "cpu"})
     network = parser.get_parsed_content("network_def", instantiate=True)
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
@@ -597,6 +612,7 @@ def test_packaged_inference_builds_as_monailabel_builds_it(bundle, channels, stu
     post = parser.get_parsed_content("postprocessing", instantiate=True)
     post = Compose([t for t in post.transforms if not isinstance(t, SaveImaged)])
     item = pre({"image": str(_image(tmp_path / "case-t2w.nii.gz", channels))})
+    assert tuple(item["image"].shape[1:]) == ((12, 12, 12) if pixdim else (24, 24, 24))
     with torch.no_grad():
         item["pred"] = inferer(item["image"][None], network)[0]
     labels = post(item)["pred"]

@@ -49,7 +49,7 @@ from kd_components.tools.stages import (
 from kd_components.training.quality import collapsed
 from kd_components.transforms import pixdim_setting
 
-__all__ = ["VARIANTS", "TEACHER_VARIANTS", "rank_variants", "summarise", "main"]
+__all__ = ["VARIANTS", "TEACHER_VARIANTS", "check_run_settings", "rank_variants", "summarise", "main"]
 
 _KD_SIGMOID = "kd_components.losses.SigmoidKLDivLoss"
 _KD_CLASS = "kd_components.losses.RegionClassKLDivLoss"
@@ -294,6 +294,35 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
     return "\n".join(lines) + "\n"
 
 
+#: the settings every stage of an output folder shares, recorded there by the first run
+RUN_SETTINGS = "run_settings.json"
+
+
+def check_run_settings(output: Path, settings: dict) -> None:
+    """Record ``settings`` in ``output/run_settings.json``, or refuse a run whose settings differ from the recorded
+    ones: stages whose outputs exist are reused, so another voxel size, crop or learning rate in the same folder would
+    mix runs of two recipes in one table.
+
+    Raises:
+        InputError: settings that differ from the recorded ones, each named with both values.
+    """
+    path = output / RUN_SETTINGS
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        differ = [
+            f"{k} {json.dumps(v)} (recorded {json.dumps(recorded.get(k))})"
+            for k, v in settings.items()
+            if json.loads(json.dumps(v)) != recorded.get(k)
+        ]
+        if differ:
+            raise InputError(
+                f"--output '{output}' holds runs made with other settings: {'; '.join(differ)}; give another --output "
+                f"or the recorded settings ({path})."
+            )
+        return
+    atomic_write_text(path, json.dumps(settings, indent=4) + "\n")
+
+
 def _parse_variants(value: str) -> list[str]:
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -473,8 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("--split-file names cases of a BraTS folder: give --data-dir too (the phantom splits itself).")
     try:
         pixdim = pixdim_setting(args.pixdim[0] if args.pixdim and len(args.pixdim) == 1 else args.pixdim)
-    except ValueError as e:
-        raise InputError(f"--pixdim: {e}") from None
+    except ValueError:
+        raise InputError(
+            f"--pixdim {' '.join(f'{v:g}' for v in args.pixdim)}: give one voxel size in mm or three, all > 0 "
+            "(--pixdim 3 or --pixdim 3 3 3)."
+        ) from None
     if args.roi is not None and min(args.roi) < 1 or args.lr is not None and not args.lr > 0:
         raise InputError(f"--roi {args.roi} / --lr {args.lr}: give three sizes >= 1 and a learning rate > 0.")
     output = Path(args.output).resolve()
@@ -490,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     p.update({"pixdim": pixdim, "split_file": args.split_file})
     p.update({k: v for k, v in (("roi", args.roi), ("lr", args.lr)) if v is not None})
     output.mkdir(parents=True, exist_ok=True)
+    check_run_settings(output, {"pixdim": pixdim, "roi": p["roi"], "lr": p["lr"], "split_file": args.split_file})
     t0, failed = time.time(), []
     if not args.summarise_only:
         with stop_on_signals():

@@ -113,6 +113,14 @@ def cache_teacher_logits(
     ckpt = Path(teacher_weights(teacher_ckpt))
     if not ckpt.is_file():
         raise InputError(f"--teacher-ckpt '{ckpt}' does not exist: train the teacher first or give its model.pt.")
+    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
+
+    trained_at = (read_model_settings(ckpt.parent) or {}).get("pixdim")
+    if trained_at is not None:
+        raise InputError(
+            f"--teacher-ckpt '{ckpt}' was trained at {trained_at} mm ({SETTINGS_NAME}): cached logits are written at "
+            f"the images' own spacing only; distil from this teacher online (without configs/cached_teacher.json)."
+        )
     out = Path(output) if output else base
     try:
         (out / "teacher_logits").mkdir(parents=True, exist_ok=True)

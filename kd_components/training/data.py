@@ -4,21 +4,30 @@ disk uncompressed: MONAI's fast-training recipe, ``configs/fast_train.json``).""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from monai.data import CacheDataset, DataLoader, PersistentDataset, ThreadDataLoader
 from monai.data.thread_buffer import buffer_iterator
-from monai.data.utils import json_hashing
 from monai.transforms import Compose
 from torch.utils.data import Dataset as TorchDataset
 
 from kd_components.errors import InputError
 
-__all__ = ["CaseLoadError", "CheckedThreadDataLoader", "cached_dataset", "estimate_case_bytes", "one_line"]
+__all__ = [
+    "CaseLoadError",
+    "CheckedThreadDataLoader",
+    "cached_dataset",
+    "estimate_case_bytes",
+    "one_line",
+    "transform_settings_hash",
+]
 
 logger = logging.getLogger("kd_components.data")
 
@@ -84,7 +93,32 @@ def cached_dataset(
         f"caching {len(data)} case(s) on disk in '{cache_dir}' (about {need / 2**30:.1f} GiB > the memory budget "
         f"{budget / 2**30:.1f} GiB; --cache_memory_gib raises it)"
     )
-    return PersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=json_hashing)
+    return PersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=transform_settings_hash)
+
+
+def _settings(value: Any) -> Any:
+    """``value`` if it is made of JSON scalars, lists and tuples (and dicts of them), else None."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_settings(v) for v in value]
+        return items if all(i is not None or v is None for i, v in zip(items, value)) else None
+    if isinstance(value, dict):
+        items = {str(k): _settings(v) for k, v in value.items()}
+        return items if all(items[str(k)] is not None or v is None for k, v in value.items()) else None
+    return None
+
+
+def transform_settings_hash(transforms: Sequence[Any]) -> bytes:
+    """A key of the transforms' settings for ``PersistentDataset``: each transform's class and its plain attributes
+    (numbers, strings, lists: ``keys``, ``pixdim``, ``spatial_size``, ...), so that a changed setting never reuses a
+    cached file made with the old one (MONAI's ``json_hashing`` cannot encode transform objects and falls back to
+    their class names, which miss a changed ``--pixdim``)."""
+    described = []
+    for t in transforms:
+        attributes = {k: _settings(v) for k, v in sorted(vars(t).items()) if not k.startswith("_")}
+        described.append([type(t).__qualname__, {k: v for k, v in attributes.items() if v is not None}])
+    return hashlib.md5(json.dumps(described, sort_keys=True).encode()).hexdigest().encode()
 
 
 class CaseLoadError(RuntimeError):

@@ -15,7 +15,14 @@ from kd_components.data.datalist import missing_data
 from kd_components.errors import InputError
 from kd_components.losses import KD_REGIONS, DistillationLoss, FeatureDistillationLoss
 
-__all__ = ["as_bool", "check_distillation_settings", "check_inputs", "missing_teacher", "student_channel"]
+__all__ = [
+    "as_bool",
+    "check_distillation_settings",
+    "check_inputs",
+    "check_pixdim",
+    "missing_teacher",
+    "student_channel",
+]
 
 
 def check_distillation_settings(
@@ -137,14 +144,28 @@ def check_inputs(
         raise InputError("; ".join(problems) + ".")
 
 
-def check_pixdim(pixdim, cached_logits_key: str | None = None) -> None:
-    """Refuse a malformed ``--pixdim`` in one line before any work (the transform would raise deep in the run), and
-    a voxel size with cached teacher logits (``tools.cache`` writes them at the images' own spacing).
+def check_pixdim(
+    pixdim,
+    cached_logits_key: str | None = None,
+    teacher_ckpt: str | os.PathLike | None = None,
+    loss: DistillationLoss | None = None,
+) -> None:
+    """Refuse a malformed ``--pixdim`` in one line before any work (the transform would raise deep in the run), a
+    voxel size with cached teacher logits (``tools.cache`` writes them at the images' own spacing), and a teacher
+    trained at another voxel size than the student's (it would see every structure at another size).
+
+    Args:
+        pixdim: the run's voxel size setting.
+        cached_logits_key: the batch key of cached teacher logits, or None.
+        teacher_ckpt: the teacher's weights; the voxel size recorded beside them (``model_settings.json``) is
+            compared when ``loss`` has a teacher term (weights without the record, e.g. the model zoo's, are not).
+        loss: the student's loss (None: no teacher check).
 
     Raises:
-        InputError: ``pixdim`` neither null nor one or three voxel sizes > 0, with an example; or set together with
-            ``configs/cached_teacher.json``.
+        InputError: ``pixdim`` neither null nor one or three voxel sizes > 0, with an example; set together with
+            ``configs/cached_teacher.json``; or another than the teacher's.
     """
+    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
     from kd_components.transforms import pixdim_setting
 
     try:
@@ -156,6 +177,25 @@ def check_pixdim(pixdim, cached_logits_key: str | None = None) -> None:
             f"--pixdim {value} with configs/cached_teacher.json: cached teacher logits exist only at the images' own "
             f"spacing; train this student with the online teacher (leave out configs/cached_teacher.json)."
         )
+    if teacher_ckpt is None or loss is None or not loss.needs_teacher or cached_logits_key is not None:
+        return
+    settings = read_model_settings(Path(teacher_ckpt).parent) or {}
+    if "pixdim" not in settings:
+        return
+    trained = pixdim_setting(settings["pixdim"])
+    if trained != value:
+        said = "each image's own spacing (null)" if trained is None else str(trained)
+        raise InputError(
+            f"--pixdim {value} but the teacher '{teacher_ckpt}' was trained at {said} ({SETTINGS_NAME} beside it): "
+            f"give --pixdim {_json_value(trained)}, or a teacher trained at {_json_value(value)}."
+        )
+
+
+def _json_value(value) -> str:
+    """A setting as it is written on the command line (``null``, ``[3.0, 3.0, 3.0]``)."""
+    import json
+
+    return json.dumps(value)
 
 
 def as_bool(value, name: str) -> bool:
