@@ -7,6 +7,9 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``brats``: the BraTS vocabulary (modalities, channel order, label conventions, regions, file names).
 - ``losses``: ``DistillationLoss`` and its terms (``SigmoidKLDivLoss``, ``RegionClassKLDivLoss``,
   ``FeatureDistillationLoss``).
+- ``terms``: distillation terms that plug into ``DistillationLoss`` by config (``kd_terms``), one per file:
+  ``terms.base`` (``DistillationTerm``: its weight, name and the layers it reads), ``terms.channel_wise``
+  (``ChannelWiseDistillation``), ``terms.features`` (``FeatureMatching`` at several layers).
 - ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
 - ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
 - ``evaluation``: Dice / HD95 per case and region under the BraTS 2021 or 2023 rules, ``score_files``.
@@ -57,7 +60,19 @@ __all__ = ["InputError", "__version__"]
 
 #: modules reachable as attributes (``kd_components.data.load_datalist`` in a bundle's ``$`` expression after
 #: ``$import kd_components``), imported on first use so that ``import kd_components`` stays light.
-_MODULES = ("brats", "data", "errors", "evaluation", "files", "losses", "networks", "options", "training", "transforms")
+_MODULES = (
+    "brats",
+    "data",
+    "errors",
+    "evaluation",
+    "files",
+    "losses",
+    "networks",
+    "options",
+    "terms",
+    "training",
+    "transforms",
+)
 
 
 def __getattr__(name: str):

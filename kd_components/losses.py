@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from kd_components.options import as_bool, at_least
+from kd_components.terms.base import DistillationTerm, NetworkOutputs
 
 __all__ = [
     "KD_REGIONS",
@@ -424,9 +425,13 @@ class DistillationLoss(nn.Module):
             0.5, per region) as the supervised term's target, so an overlap loss keeps the student's boundary
             there; False: the supervised term skips those items and only the teacher terms learn from them (a
             per-voxel KL alone can pull a rare region below 0.5: docs/results.md, data efficiency).
+        terms: more terms, each a :class:`kd_components.terms.DistillationTerm` with its own weight (the bundle's
+            ``kd_terms`` list): called with both networks' outputs as dictionaries (``logits``, ``features`` of
+            the layers it names), logged as ``loss_<name>``.
 
     Raises:
-        ValueError: a negative weight, a positive weight without its term, a ``pseudo_labels`` that is not a boolean.
+        ValueError: a negative weight, a positive weight without its term, a ``pseudo_labels`` that is not a boolean,
+            a term that is not a ``DistillationTerm`` or two terms of one name.
     """
 
     def __init__(
@@ -438,8 +443,17 @@ class DistillationLoss(nn.Module):
         kd_weight: float = 0.0,
         feature_weight: float = 0.0,
         pseudo_labels: bool = False,
+        terms: Sequence[DistillationTerm] = (),
     ):
         super().__init__()
+        terms = list(terms or ())
+        bad = [type(t).__name__ for t in terms if not isinstance(t, DistillationTerm)]
+        if bad:
+            raise ValueError(f"terms must be kd_components.terms.DistillationTerm objects, got {', '.join(bad)}.")
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"terms must have distinct names (they are logged as loss_<name>), got {names}.")
+        self.terms = nn.ModuleList(terms)
         weights = {"seg_weight": seg_weight, "kd_weight": kd_weight, "feature_weight": feature_weight}
         self.seg_weight, self.kd_weight, self.feature_weight = (at_least(w, 0, name) for name, w in weights.items())
         if self.kd_weight > 0 and kd_loss is None:
@@ -450,9 +464,24 @@ class DistillationLoss(nn.Module):
         self.pseudo_labels = as_bool(pseudo_labels, "pseudo_labels")
 
     @property
+    def active_terms(self) -> list[DistillationTerm]:
+        """The plugged-in terms with weight (the others are neither computed nor hooked)."""
+        return [t for t in self.terms if t.weight > 0]
+
+    @property
     def needs_teacher(self) -> bool:
         """Whether any teacher term has weight (else no teacher needs to run)."""
-        return self.kd_weight > 0 or self.feature_weight > 0
+        return self.kd_weight > 0 or self.feature_weight > 0 or any(t.needs_teacher for t in self.active_terms)
+
+    @property
+    def student_layers(self) -> tuple[str, ...]:
+        """The student modules whose outputs the weighted plugged-in terms read, each once."""
+        return tuple(dict.fromkeys(p for t in self.active_terms for p in t.student_layers))
+
+    @property
+    def teacher_layers(self) -> tuple[str, ...]:
+        """The teacher modules whose outputs the weighted plugged-in terms read, each once."""
+        return tuple(dict.fromkeys(p for t in self.active_terms if t.needs_teacher for p in t.teacher_layers))
 
     @property
     def needs_teacher_features(self) -> bool:
@@ -467,6 +496,8 @@ class DistillationLoss(nn.Module):
         teacher_features: torch.Tensor | None = None,
         student_features: torch.Tensor | None = None,
         labelled: torch.Tensor | None = None,
+        student_outputs: NetworkOutputs | None = None,
+        teacher_outputs: NetworkOutputs | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         Args:
@@ -478,10 +509,14 @@ class DistillationLoss(nn.Module):
             labelled: B booleans, False where the item's label is withheld: the supervised term is computed on the
                 labelled items only (0 when there are none), or with ``pseudo_labels`` on every item with the
                 teacher's thresholded map as the withheld items' target; the teacher terms on all. None: all labelled.
+            student_outputs: the student's outputs for the plugged-in ``terms`` (``logits``: ``pred``; ``features``
+                of ``student_layers``); None: ``{"logits": pred, "features": {}}``.
+            teacher_outputs: the teacher's (``logits``, ``features`` of ``teacher_layers``); None when no teacher ran.
 
         Returns:
-            ``{"loss": total, "loss_seg": .., "loss_kd": .., "loss_feat": ..}``; terms that are off are 0. Only
-            ``loss`` carries gradients to use; the terms are for logging.
+            ``{"loss": total, "loss_seg": .., "loss_kd": .., "loss_feat": .., "loss_<name>": ..}`` (one entry per
+            plugged-in term); terms that are off are 0. Only ``loss`` carries gradients to use; the terms are for
+            logging.
 
         Raises:
             ValueError: a weighted term whose inputs are missing, or inputs of different shapes (both printed);
@@ -527,4 +562,16 @@ class DistillationLoss(nn.Module):
                 raise ValueError("feature_weight > 0 but the student's or the teacher's features were not given.")
             feat = self.feature_loss(student_features, teacher_features)
             total = total + self.feature_weight * feat
-        return {"loss": total, "loss_seg": seg.detach(), "loss_kd": kd.detach(), "loss_feat": feat.detach()}
+        out = {"loss": total, "loss_seg": seg.detach(), "loss_kd": kd.detach(), "loss_feat": feat.detach()}
+        student_outputs = student_outputs or {"logits": pred, "features": {}}
+        for term in self.terms:
+            if term.weight == 0:
+                out[f"loss_{term.name}"] = zero
+                continue
+            if term.needs_teacher and teacher_outputs is None:
+                raise ValueError(f"term '{term.name}' needs the teacher's outputs, but none were given for this batch.")
+            value = term(student_outputs, teacher_outputs, target, labelled)
+            total = total + term.weight * value
+            out[f"loss_{term.name}"] = value.detach()
+        out["loss"] = total
+        return out

@@ -70,16 +70,20 @@ def test_ill_arguments(tmp_path, capsys, args, message):
 def test_quick_ablation_end_to_end(tmp_path):
     """Phantom, teacher, baseline and one variant trained by the bundles' commands, scored on validation."""
     out = tmp_path / "abl"
-    args = ["--output", str(out), "--quick", "--modalities", "t1ce", "--seeds", "1", "--variants", "class_kl"]
+    variants = ["--variants", "class_kl,voxel_mean_cwd"]
+    args = ["--output", str(out), "--quick", "--modalities", "t1ce", "--seeds", "1", *variants]
     assert ablation.main([*args, "--jobs", "2"]) == 0
     saved = json.loads((out / "ablation_validation.json").read_text())
-    assert saved["ranked"] == ["class_kl"] and saved["failed"] == []
+    assert set(saved["ranked"]) == {"class_kl", "voxel_mean_cwd"} and saved["failed"] == []
     assert saved["table"]["class_kl"]["cells"]["t1ce/et"]["diff"]["n_cases"] >= 1
     record = json.loads((out / "class_kl" / "t1ce" / "seed0" / "train" / "run_record.json").read_text())
     assert record["config"]["loss"]["kd_loss"]["_target_"] == "kd_components.losses.RegionClassKLDivLoss"
+    # a plugged-in term reaches the student's loss through the command line (--kd_terms)
+    record = json.loads((out / "voxel_mean_cwd" / "t1ce" / "seed0" / "train" / "run_record.json").read_text())
+    assert record["config"]["kd_terms"][0]["_target_"] == "kd_components.terms.ChannelWiseDistillation"
     assert (out / "teacher" / "models" / "validation.json").is_file()
     table = (out / "ablation_validation.md").read_text()
-    assert "First by the rule: **class_kl**" in table
+    assert f"First by the rule: **{saved['ranked'][0]}**" in table
 
 
 def test_a_variant_cut_short_is_not_ranked():

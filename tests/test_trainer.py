@@ -301,7 +301,7 @@ def test_ill_one_modality_batch(tmp_path):
 
 
 def test_ill_arguments():
-    with pytest.raises(ValueError, match="must be a DistillationLoss"):
+    with pytest.raises(ValueError, match=r"loss_function DiceLoss does not take DistillationLoss's arguments"):
         _trainer(_net(1), DiceLoss(sigmoid=True))
     with pytest.raises(ValueError, match=r"student_channels \[4\] must index a 4-channel image"):
         _trainer(_net(1), _kd_loss(0.0, 0.0), channel=4)

@@ -67,8 +67,15 @@ _TUMOUR_BALANCED = {
     "feature_distance": "cosine",
     "unlabelled_split": None,
     "unlabelled_pseudo_labels": False,
+    "kd_terms": [],
 }
 _VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
+_CWD = {"_target_": "kd_components.terms.ChannelWiseDistillation", "weight": 1.0, "temperature": 4.0}
+_FEATURES_3 = {
+    "_target_": "kd_components.terms.FeatureMatching",
+    "weight": 0.1,
+    "layers": ["down_layers.1", "down_layers.2", "down_layers.3"],
+}
 #: the datalist split of the training cases whose labels ``--labelled-fraction`` withholds.
 UNLABELLED_SPLIT = "training_unlabelled"
 
@@ -87,6 +94,9 @@ VARIANTS: dict[str, dict | None] = {
     "voxel_mean_feat_off": {**_VOXEL_MEAN, "feature_weight": 0.0},
     "voxel_mean_feat_l2": {**_VOXEL_MEAN, "feature_distance": "l2"},
     "class_kl": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
+    # literature terms plugged in by config (kd_components.terms), beside the recipe's logit KD
+    "voxel_mean_cwd": {**_VOXEL_MEAN, "kd_terms": [_CWD]},
+    "voxel_mean_features3": {**_VOXEL_MEAN, "feature_weight": 0.0, "kd_terms": [_FEATURES_3]},
     "voxel_mean_long_teacher": _VOXEL_MEAN,
     "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
     # the training cases left out by --labelled-fraction, used without their labels (teacher outputs only)

@@ -30,7 +30,6 @@ from torch import nn
 
 from kd_components.data.datalist import LABELLED_KEY
 from kd_components.errors import InputError
-from kd_components.losses import DistillationLoss
 from kd_components.networks import FeatureHook, main_output
 from kd_components.training.batch import check_modalities
 
@@ -63,12 +62,41 @@ def fill_padded_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def loss_terms(output) -> dict[str, float]:
-    """``{"loss", "loss_seg", "loss_kd", "loss_feat"}`` of an iteration's output (decollated or not), as floats.
+    """``{"loss", "loss_seg", "loss_kd", "loss_feat", "loss_<term>"...}`` of an iteration's output (decollated or
+    not), as floats: every ``loss`` entry, plugged-in terms included.
 
     Usable as the ``output_transform`` of ``TensorBoardStatsHandler`` / ``StatsHandler`` to log every term.
     """
     out = output[0] if isinstance(output, list) else output
-    return {k: float(out[k]) for k in (Keys.LOSS, *TERMS) if k in out}
+    return {
+        k: float(v)
+        for k, v in out.items()
+        if isinstance(k, str) and (k == Keys.LOSS or k.startswith("loss_")) and isinstance(v, (torch.Tensor, float))
+    }
+
+
+class _LossNeeds:
+    """What a loss asks of the trainer, read from its attributes (absent: nothing): no check of its class, so any
+    loss with ``DistillationLoss``'s call signature plugs in."""
+
+    def __init__(self, loss: Any):
+        import inspect
+
+        try:
+            inspect.signature(getattr(loss, "forward", loss)).bind(
+                *range(6), student_outputs=None, teacher_outputs=None
+            )
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"loss_function {type(loss).__name__} does not take DistillationLoss's arguments (pred, target, "
+                f"teacher_logits, teacher_features, student_features, labelled, student_outputs=, teacher_outputs=): "
+                f"wrap the supervised loss in kd_components.losses.DistillationLoss(seg_loss=...)."
+            ) from None
+        self.needs_teacher = bool(getattr(loss, "needs_teacher", False))
+        self.needs_teacher_features = bool(getattr(loss, "needs_teacher_features", False))
+        self.feature_weight = getattr(loss, "feature_weight", 0.0)
+        self.student_layers = tuple(getattr(loss, "student_layers", ()))
+        self.teacher_layers = tuple(getattr(loss, "teacher_layers", ()))
 
 
 class DistillationTrainer(SupervisedTrainer):
@@ -95,7 +123,11 @@ class DistillationTrainer(SupervisedTrainer):
     Args:
         device, max_epochs, train_data_loader, network, optimizer: as ``SupervisedTrainer``; ``network`` is the
             student.
-        loss_function: a ``DistillationLoss`` (called with the teacher's outputs, returns the terms).
+        loss_function: a loss like ``DistillationLoss``: called with the student's prediction, the targets, the
+            teacher's logits and features, the labelled flags and both networks' outputs as dictionaries
+            (``student_outputs``, ``teacher_outputs``: ``logits`` and the ``features`` of the modules named by its
+            ``student_layers`` / ``teacher_layers``); returns a dict with ``loss`` and its terms. Its
+            ``needs_teacher`` / ``needs_teacher_features`` say whether the teacher runs (absent: it does not).
         teacher: the frozen teacher (``kd_components.training.load_teacher``), or None (baseline, or cached logits).
             It is moved to ``device`` and never trained; it does not run when no teacher term has weight.
         student_channels: channel index or indices of the batch image the student sees.
@@ -111,7 +143,7 @@ class DistillationTrainer(SupervisedTrainer):
         kwargs: the other arguments of ``SupervisedTrainer`` (``amp``, ``inferer``, ``train_handlers``, ...).
 
     Raises:
-        ValueError: a loss that is not a ``DistillationLoss``, bad channel indices.
+        ValueError: a loss that does not take ``DistillationLoss``'s arguments, bad channel indices.
         InputError: a teacher term with weight but no teacher, a teacher and student that do not fit each other
             (output channels, feature maps: both shapes printed), the feature term with cached logits or a
             TorchScript teacher; at each iteration, a batch without ``num_modalities`` channels or without the
@@ -125,7 +157,7 @@ class DistillationTrainer(SupervisedTrainer):
         train_data_loader: Any,
         network: nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_function: DistillationLoss,
+        loss_function: Callable[..., dict[str, torch.Tensor]],
         teacher: nn.Module | None = None,
         student_channels: int | Sequence[int] = 0,
         num_modalities: int = 4,
@@ -136,8 +168,6 @@ class DistillationTrainer(SupervisedTrainer):
         probe_size: Sequence[int] | None = None,
         **kwargs: Any,
     ):
-        if not isinstance(loss_function, DistillationLoss):
-            raise ValueError(f"loss_function must be a DistillationLoss, got {type(loss_function).__name__}.")
         channels = [int(student_channels)] if isinstance(student_channels, int) else [int(c) for c in student_channels]
         if not channels or min(channels) < 0 or max(channels) >= int(num_modalities):
             raise ValueError(f"student_channels {channels} must index a {num_modalities}-channel image.")
@@ -160,7 +190,7 @@ class DistillationTrainer(SupervisedTrainer):
         self.student_channels, self.num_modalities = channels, int(num_modalities)
         self.cached_logits_key = cached_logits_key
         self.teacher_seconds: list[float] = []  # the teacher's cost per iteration (the benchmark reads it)
-        loss = loss_function
+        loss = _LossNeeds(loss_function)
         if loss.needs_teacher_features and cached_logits_key is not None:
             raise InputError(
                 f"cached teacher outputs carry logits only, but feature_weight is {loss.feature_weight}: set "
@@ -189,6 +219,17 @@ class DistillationTrainer(SupervisedTrainer):
                     self.teacher_hook = FeatureHook(self.teacher, teacher_feature_layer or "")
             except ValueError as e:
                 raise InputError(f"feature distillation (feature_layer / teacher_feature_layer): {e}") from None
+        # the layers the plugged-in terms read, hooked by module path on each network
+        if loss.teacher_layers and (self.teacher is None or isinstance(self.teacher, torch.jit.ScriptModule)):
+            raise InputError(
+                f"distillation terms read teacher layers {list(loss.teacher_layers)}, which cached logits and a "
+                f"TorchScript teacher do not give: distil online from the teacher's state dict (models/model.pt)."
+            )
+        try:
+            self.student_hooks = {p: FeatureHook(network, p) for p in loss.student_layers}
+            self.teacher_hooks = {p: FeatureHook(self.teacher, p) for p in loss.teacher_layers}
+        except ValueError as e:
+            raise InputError(f"kd_terms: {e}") from None
         if probe_size is not None and self.teacher is not None:
             self._probe(tuple(int(s) for s in probe_size))
 
@@ -205,6 +246,7 @@ class DistillationTrainer(SupervisedTrainer):
                     f"({str(e).splitlines()[0][:200]}): check teacher_def and --teacher_ckpt."
                 ) from None
             t_feat = self.teacher_hook.pop() if self.teacher_hook is not None else None
+            t_named = self._named(t_out, self.teacher_hooks)
             was_training = self.network.training
             self.network.eval()
             try:
@@ -212,6 +254,7 @@ class DistillationTrainer(SupervisedTrainer):
             finally:
                 self.network.train(was_training)
             s_feat = self.student_hook.pop() if self.student_hook is not None else None
+            s_named = self._named(s_out, self.student_hooks)
             if t_out.shape[1] != s_out.shape[1]:
                 raise InputError(
                     f"the teacher gives {t_out.shape[1]} output channels but the student gives {s_out.shape[1]}: both "
@@ -222,6 +265,13 @@ class DistillationTrainer(SupervisedTrainer):
                     self.loss_function.feature_loss(self._adapt(s_feat), t_feat)
                 except ValueError as e:
                     raise InputError(f"feature distillation: {e}") from None
+            # every plugged-in term once on the probe's outputs: a layer that gives nothing or maps that do not fit
+            # stop the run here, in one line, not at the first iteration
+            for term in getattr(self.loss_function, "active_terms", []):
+                try:
+                    term(s_named, t_named, torch.zeros_like(s_out), None)
+                except (KeyError, ValueError) as e:
+                    raise InputError(f"kd_terms: term '{term.name}' ({type(term).__name__}): {e}") from None
 
     def _adapt(self, features: torch.Tensor | None) -> torch.Tensor | None:
         if features is None or self.feature_adapter is None:
@@ -244,6 +294,15 @@ class DistillationTrainer(SupervisedTrainer):
         features = self.teacher_hook.pop() if self.teacher_hook is not None else None
         self.teacher_seconds.append(time.perf_counter() - start)
         return logits.float(), None if features is None else features.float()
+
+    @staticmethod
+    def _named(logits: torch.Tensor | None, hooks: dict[str, FeatureHook], detach: bool = False) -> dict | None:
+        """A network's outputs for the plugged-in terms: ``{"logits", "features": {path: map}}``."""
+        if logits is None:
+            return None
+        features = {p: h.pop() for p, h in hooks.items()}
+        features = {p: (f.detach().float() if detach else f) for p, f in features.items() if f is not None}
+        return {"logits": logits, "features": features}
 
     def _cached_logits(self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor) -> torch.Tensor:
         key = self.cached_logits_key
@@ -277,6 +336,7 @@ class DistillationTrainer(SupervisedTrainer):
         check_modalities(image, self.num_modalities)
         labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
+        teacher_outputs = self._named(teacher_logits, self.teacher_hooks, detach=True)
         inputs = image[:, self.student_channels]
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
 
@@ -287,10 +347,18 @@ class DistillationTrainer(SupervisedTrainer):
             if self.cached_logits_key is not None and teacher_logits.shape != main_output(pred).shape:
                 raise InputError(_cache_mismatch(teacher_logits.shape, main_output(pred).shape, "the student's output"))
             student_features = self._adapt(self.student_hook.pop()) if self.student_hook is not None else None
+            logits = main_output(pred)
             terms = engine.loss_function(
-                main_output(pred), targets, teacher_logits, teacher_features, student_features, labelled
+                logits,
+                targets,
+                teacher_logits,
+                teacher_features,
+                student_features,
+                labelled,
+                student_outputs=self._named(logits, self.student_hooks),
+                teacher_outputs=teacher_outputs,
             )
-            engine.state.output.update({k: terms[k] for k in TERMS})
+            engine.state.output.update({k: v for k, v in terms.items() if k != Keys.LOSS})
             engine.state.output[Keys.LOSS] = terms[Keys.LOSS].mean()
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
 

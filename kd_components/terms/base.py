@@ -1,0 +1,92 @@
+"""What every distillation term is: a weighted module that names the outputs it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict
+
+import torch
+from torch import nn
+
+__all__ = ["DistillationTerm", "NetworkOutputs", "RESERVED_NAMES"]
+
+#: names the built-in parts of ``DistillationLoss`` log under (``loss_seg``, ``loss_kd``, ``loss_feat``).
+RESERVED_NAMES = ("", "seg", "kd", "feat")
+
+
+class NetworkOutputs(TypedDict):
+    """One network's outputs for one batch, as the trainer hands them to the terms.
+
+    ``logits``: the main output, BNHWD (or BNHW). ``features``: the output of every module a term named, by module
+    path (``"down_layers.3"``), BCHWD.
+    """
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor]
+
+
+class DistillationTerm(nn.Module):
+    """A distillation term: ``weight * term(student, teacher, target, labelled)`` is added to the student's loss.
+
+    Subclasses set what they read in ``__init__`` and implement ``forward``. The trainer hooks the union of every
+    weighted term's ``student_layers`` / ``teacher_layers`` and runs the teacher only when a weighted term
+    ``needs_teacher``. The value is logged as ``loss_<name>`` beside ``loss``.
+
+    Args:
+        weight: the term's weight (>= 0; 0 switches it off: it is neither computed nor are its layers hooked).
+        name: its name in the logs (``loss_<name>``); letters, digits and ``_``; not ``seg``, ``kd`` or ``feat``.
+        student_layers: student module paths whose outputs the term reads.
+        teacher_layers: teacher module paths whose outputs the term reads.
+        needs_teacher: whether the term reads the teacher's outputs.
+
+    Raises:
+        ValueError: a negative or non-numeric weight, a bad name, layer names that are not strings.
+    """
+
+    def __init__(
+        self,
+        weight: float,
+        name: str,
+        student_layers: Sequence[str] = (),
+        teacher_layers: Sequence[str] = (),
+        needs_teacher: bool = True,
+    ):
+        super().__init__()
+        try:
+            self.weight = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"{type(self).__name__}: weight must be a number >= 0, got {weight!r}.") from None
+        if not self.weight >= 0:
+            raise ValueError(f"{type(self).__name__}: weight must be a number >= 0, got {weight!r}.")
+        if not isinstance(name, str) or not name.replace("_", "").isalnum() or name in RESERVED_NAMES:
+            raise ValueError(
+                f"{type(self).__name__}: name must be letters, digits and '_' and not one of {RESERVED_NAMES[1:]}, "
+                f"got {name!r}."
+            )
+        self.name = name
+        self.student_layers = self._layers(student_layers, "student_layers")
+        self.teacher_layers = self._layers(teacher_layers, "teacher_layers")
+        self.needs_teacher = bool(needs_teacher)
+
+    def _layers(self, layers: Sequence[str], what: str) -> tuple[str, ...]:
+        layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        if not all(isinstance(layer, str) and layer for layer in layers):
+            raise ValueError(f"{type(self).__name__}: {what} must be module paths (strings), got {layers!r}.")
+        return layers
+
+    def forward(
+        self,
+        student: NetworkOutputs,
+        teacher: NetworkOutputs | None,
+        target: torch.Tensor,
+        labelled: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The term's value, a scalar tensor.
+
+        Args:
+            student: the student's outputs (``logits`` and the ``features`` of ``student_layers``).
+            teacher: the teacher's (None when ``needs_teacher`` is False); detached, computed under ``no_grad``.
+            target: the label regions, BNHWD (all background where an item's label is withheld).
+            labelled: B booleans, False where an item's label is withheld; None: all labelled.
+        """
+        raise NotImplementedError
