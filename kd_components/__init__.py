@@ -9,7 +9,8 @@ The library (no Ignite engines, raises ``ValueError``):
   ``FeatureDistillationLoss``).
 - ``terms``: distillation terms that plug into ``DistillationLoss`` by config (``kd_terms``), one per file:
   ``terms.base`` (``DistillationTerm``: its weight, name and the layers it reads), ``terms.channel_wise``
-  (``ChannelWiseDistillation``), ``terms.features`` (``FeatureMatching`` at several layers).
+  (``ChannelWiseDistillation``), ``terms.features`` (``FeatureMatching`` at several layers), ``terms.prototypes``
+  (``PrototypeDistillation``, ProtoKD), ``terms.affinity`` (``PairwiseAffinity``).
 - ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
 - ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
 - ``evaluation``: Dice / HD95 per case and region under the BraTS 2021 or 2023 rules, ``score_files``.

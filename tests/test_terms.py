@@ -15,7 +15,13 @@ import torch
 from conftest import REPO
 
 from kd_components.losses import DistillationLoss
-from kd_components.terms import ChannelWiseDistillation, DistillationTerm, FeatureMatching
+from kd_components.terms import (
+    ChannelWiseDistillation,
+    DistillationTerm,
+    FeatureMatching,
+    PairwiseAffinity,
+    PrototypeDistillation,
+)
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"
 
@@ -163,6 +169,42 @@ def test_trainer_hands_named_outputs_of_both_networks(tiny_phantom):
     assert set(loss_terms(trainer.state.output)) == {"loss", "loss_seg", "loss_kd", "loss_feat", "loss_rec"}
 
 
+@pytest.mark.parametrize(
+    "term",
+    [
+        lambda: ChannelWiseDistillation(),
+        lambda: FeatureMatching(layers=["down_layers.0", "down_layers.1"]),
+        lambda: PrototypeDistillation(layer="up_layers.0"),
+        lambda: PairwiseAffinity(layer="down_layers.1"),
+    ],
+)
+def test_each_literature_term_trains_a_segresnet_student(term):
+    """One step of a SegResNet student with each shipped term on its default kind of layer: finite, logged, and
+    the student's weights move by the term alone (the supervised term is off)."""
+    from monai.data import DataLoader, Dataset
+    from monai.networks.nets import SegResNet
+
+    from kd_components.training import DistillationTrainer, loss_terms
+
+    torch.manual_seed(0)
+    student = SegResNet(blocks_down=[1, 1], blocks_up=[1], init_filters=8, in_channels=1, out_channels=3)
+    teacher = SegResNet(blocks_down=[1, 1], blocks_up=[1], init_filters=8, in_channels=4, out_channels=3).eval()
+    target = torch.zeros(3, 16, 16, 16)
+    target[:, 4:10, 4:10, 4:10] = 1
+    t = term()
+    loss = DistillationLoss(lambda p, y: p.sum() * 0, seg_weight=0.0, terms=[t])
+    before = [p.detach().clone() for p in student.parameters()]
+    trainer = DistillationTrainer(
+        device="cpu", max_epochs=1, network=student, loss_function=loss, teacher=teacher, probe_size=[16, 16, 16],
+        train_data_loader=DataLoader(Dataset([{"image": torch.randn(4, 16, 16, 16), "label": target}]), batch_size=1),
+        optimizer=torch.optim.SGD(student.parameters(), lr=1.0),
+    )  # fmt: skip
+    trainer.run()
+    logged = loss_terms(trainer.state.output)
+    assert math.isfinite(logged[f"loss_{t.name}"]) and logged[f"loss_{t.name}"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
+
+
 def test_ill_term_layer_that_does_not_exist_one_line(tiny_phantom):
     from monai.networks.nets import SegResNet
 
@@ -197,3 +239,62 @@ def test_a_term_defined_outside_the_package_trains_a_student_through_the_bundle(
 
     events = EventAccumulator(str(tmp_path / "student" / "eval")).Reload()
     assert "loss_l1" in events.Tags()["scalars"], events.Tags()["scalars"]
+
+
+def test_pairwise_affinity():
+    """Student voxels (1, 0) and (0, 1): affinities [[1, 0], [0, 1]]; teacher voxels both (1, 0): all 1. The mean of
+    the squared differences over the 4 pairs is (0 + 1 + 1 + 0) / 4 = 0.5. Pooling 2 voxels into one node: 1 x 1
+    affinities, both 1: 0. Widths may differ (each network's own cosine similarities)."""
+    s = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    t = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    assert float(PairwiseAffinity(layer="x")(_outs(0, x=s), _outs(0, x=t), None)) == pytest.approx(0.5)
+    assert float(PairwiseAffinity(layer="x", pool=2)(_outs(0, x=s), _outs(0, x=t), None)) == pytest.approx(0.0)
+    wide = torch.cat([t, torch.zeros(1, 3, 2)], dim=1)  # 5 teacher channels
+    assert float(PairwiseAffinity(layer="x")(_outs(0, x=s), _outs(0, x=wide), None)) == pytest.approx(0.5)
+
+
+def test_prototype_distillation():
+    """One region, voxel 0 in it, voxel 1 not (background). Student voxels (1, 0), (0, 1) are their own prototypes:
+    cosine similarities [0, 1] and [1, 0] to (background, region); the teacher's voxels are equal, so both of its
+    prototypes equal them: uniform (1/2, 1/2). KL(t || s) per voxel = 1/2 ln(1/2 / (1 / (1 + e))) + 1/2 ln(1/2 /
+    (e / (1 + e))) = 0.120114, the same for both voxels."""
+    s = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    t = torch.ones(1, 2, 2)
+    target = torch.tensor([[[1.0, 0.0]]])
+    expected = 0.5 * math.log(0.5 * (1 + math.e)) + 0.5 * math.log(0.5 * (1 + math.e) / math.e)
+    term = PrototypeDistillation(layer="x")
+    assert float(term(_outs(0, x=s), _outs(0, x=t), target)) == pytest.approx(expected, abs=1e-6)
+    # teacher and student alike: 0
+    assert float(term(_outs(0, x=s), _outs(0, x=s.clone()), target)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_prototype_distillation_absent_class_and_withheld_label():
+    """A class absent from the item has no prototype (here: no background voxel): the softmax runs over the classes
+    present, the value and the gradients stay finite; an item whose label is withheld takes the teacher's thresholded
+    logits as its classes."""
+    s = torch.randn(1, 2, 2, requires_grad=True)
+    t = torch.randn(1, 2, 2)
+    everywhere = torch.ones(1, 1, 2)
+    value = PrototypeDistillation(layer="x")(_outs(0, x=s), _outs(0, x=t), everywhere)
+    value.backward()
+    assert float(value.detach()) == pytest.approx(0.0, abs=1e-6)  # one class present: every distribution is (1)
+    assert torch.isfinite(s.grad).all()
+    term = PrototypeDistillation(layer="x")
+    s2, t2 = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), torch.ones(1, 2, 2)
+    teacher = {"logits": torch.tensor([[[3.0, -3.0]]]), "features": {"x": t2}}
+    withheld = term(_outs(0, x=s2), teacher, torch.zeros(1, 1, 2), labelled=torch.tensor([False]))
+    labelled = term(_outs(0, x=s2), teacher, torch.tensor([[[1.0, 0.0]]]), labelled=torch.tensor([True]))
+    assert float(withheld) == pytest.approx(float(labelled), abs=1e-6) and float(withheld) > 0.1
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: PairwiseAffinity(layer=""), "give the feature layer"),
+        (lambda: PairwiseAffinity(pool=0), "pool must be an integer >= 1"),
+        (lambda: PrototypeDistillation(temperature=-1), "temperature must be a number > 0"),
+    ],
+)
+def test_ill_structure_terms(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

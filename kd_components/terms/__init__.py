@@ -14,12 +14,23 @@ teacher, and hands both networks' outputs to the loss as dictionaries. A new met
 - ``base``: ``DistillationTerm``, what every term is (weight, name, the layers it reads).
 - ``channel_wise``: ``ChannelWiseDistillation`` (Shu et al., ICCV 2021).
 - ``features``: ``FeatureMatching``, features at several layers (FitNets / KD-Net's latent term, any layers).
+- ``prototypes``: ``PrototypeDistillation``, pixel-to-class-prototype similarity maps (ProtoKD, ICASSP 2023).
+- ``affinity``: ``PairwiseAffinity``, voxel-to-voxel similarities (structured KD, Liu et al., CVPR 2019).
 """
 
 from __future__ import annotations
 
+from kd_components.terms.affinity import PairwiseAffinity
 from kd_components.terms.base import DistillationTerm, NetworkOutputs
 from kd_components.terms.channel_wise import ChannelWiseDistillation
 from kd_components.terms.features import FeatureMatching
+from kd_components.terms.prototypes import PrototypeDistillation
 
-__all__ = ["ChannelWiseDistillation", "DistillationTerm", "FeatureMatching", "NetworkOutputs"]
+__all__ = [
+    "ChannelWiseDistillation",
+    "DistillationTerm",
+    "FeatureMatching",
+    "NetworkOutputs",
+    "PairwiseAffinity",
+    "PrototypeDistillation",
+]

@@ -71,6 +71,8 @@ _TUMOUR_BALANCED = {
 }
 _VOXEL_MEAN = {**_TUMOUR_BALANCED, "kd_region": "all", "kd_balanced": False}
 _CWD = {"_target_": "kd_components.terms.ChannelWiseDistillation", "weight": 1.0, "temperature": 4.0}
+_PROTOTYPES = {"_target_": "kd_components.terms.PrototypeDistillation", "weight": 1.0, "layer": "up_layers.2"}
+_AFFINITY = {"_target_": "kd_components.terms.PairwiseAffinity", "weight": 1.0, "layer": "down_layers.3"}
 _FEATURES_3 = {
     "_target_": "kd_components.terms.FeatureMatching",
     "weight": 0.1,
@@ -97,6 +99,8 @@ VARIANTS: dict[str, dict | None] = {
     # literature terms plugged in by config (kd_components.terms), beside the recipe's logit KD
     "voxel_mean_cwd": {**_VOXEL_MEAN, "kd_terms": [_CWD]},
     "voxel_mean_features3": {**_VOXEL_MEAN, "feature_weight": 0.0, "kd_terms": [_FEATURES_3]},
+    "voxel_mean_prototypes": {**_VOXEL_MEAN, "kd_terms": [_PROTOTYPES]},
+    "voxel_mean_affinity": {**_VOXEL_MEAN, "kd_terms": [_AFFINITY]},
     "voxel_mean_long_teacher": _VOXEL_MEAN,
     "class_kl_long_teacher": {**_VOXEL_MEAN, "loss#kd_loss#_target_": _KD_CLASS},
     # the training cases left out by --labelled-fraction, used without their labels (teacher outputs only)
