@@ -18,6 +18,8 @@ The library (no Ignite engines, raises ``ValueError``):
   validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI),
   ``data.msd`` (MSD Task01_BrainTumour converted to the BraTS layout);
   ``python -m kd_components.data``.
+- ``resources``: where the bundles are (the checkout's ``bundles/``, the copy installed inside the package, or
+  ``KD_BUNDLES``).
 - ``options`` (``as_bool``), ``files`` (atomic writes, md5), ``errors`` (``InputError``, the one-line error of the
   config and command-line boundary, and ``command``, the commands' wrapper).
 

@@ -43,11 +43,12 @@ from pathlib import Path
 
 from kd_components.errors import InputError, command
 from kd_components.files import atomic_write_text
+from kd_components.resources import bundles_root, checkout_root
 
 __all__ = ["main"]
 
-REPO = Path(__file__).resolve().parents[2]
-STUDENT = REPO / "bundles" / "student_kd" / "configs"
+REPO = checkout_root() or Path.cwd()
+STUDENT = bundles_root() / "student_kd" / "configs"
 MODES = {"baseline": ["baseline.json"], "kd_online": [], "kd_cached": ["cached_teacher.json"]}
 PIPELINES = {"default": [], "fast": ["fast_train.json"]}
 CPU_TARGETS = {"kd_online": 1.30, "kd_cached": 1.05}

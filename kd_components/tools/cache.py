@@ -27,12 +27,12 @@ import numpy as np
 
 from kd_components.errors import InputError, command
 from kd_components.files import atomic_path, atomic_write_text, file_md5
+from kd_components.resources import bundles_root
 
 __all__ = ["CACHE_DATALIST", "cache_teacher_logits"]
 
 CACHE_DATALIST = "datalist_teacher_logits.json"
-REPO = Path(__file__).resolve().parents[2]
-TEACHER_TRAIN = REPO / "bundles" / "teacher" / "configs" / "train.json"
+TEACHER_TRAIN = bundles_root() / "teacher" / "configs" / "train.json"
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -24,9 +24,12 @@ from pathlib import Path
 
 from kd_components.brats import canonical_combination
 from kd_components.errors import InputError
+from kd_components.resources import bundles_root, checkout_root
 
-REPO = Path(__file__).resolve().parents[2]
-BUNDLES = REPO / "bundles"
+#: where the stages run: the checkout when there is one (relative defaults such as data/synthetic resolve there as
+#: in the README), else the caller's folder
+REPO = checkout_root() or Path.cwd()
+BUNDLES = bundles_root()
 
 #: run sizes: the default fits a 2-core CPU, ``--quick`` is the CI smoke run.
 _DEFAULT = {
