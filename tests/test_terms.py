@@ -114,7 +114,9 @@ def test_ill_terms(make, message):
 
 def test_ill_feature_matching_shapes_printed():
     term = FeatureMatching(layers=["a"])
-    with pytest.raises(ValueError, match=r"student 'a' \(1, 2, 3\) and teacher 'a' \(1, 4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"student .a. \(1, 2, 3\) and teacher .a. \(1, 4, 3\) maps must have the same shape"
+    ):
         term(_outs(0, a=torch.zeros(1, 2, 3)), _outs(0, a=torch.zeros(1, 4, 3)), None)
 
 

@@ -62,12 +62,5 @@ class PairwiseAffinity(DistillationTerm):
         target: torch.Tensor,
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if teacher is None:
-            raise ValueError("PairwiseAffinity needs the teacher's outputs.")
-        s, t = student["features"][self.layer], teacher["features"][self.teacher_layer].detach()
-        if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
-            raise ValueError(
-                f"PairwiseAffinity: student '{self.layer}' {tuple(s.shape)} and teacher '{self.teacher_layer}' "
-                f"{tuple(t.shape)} maps must have the same batch and spatial sizes."
-            )
+        s, t = self._maps(student, teacher, self.layer, self.teacher_layer, same_width=False)
         return (self._affinity(s) - self._affinity(t)).pow(2).mean()

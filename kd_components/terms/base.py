@@ -68,6 +68,43 @@ class DistillationTerm(nn.Module):
         self.teacher_layers = self._layers(teacher_layers, "teacher_layers")
         self.needs_teacher = bool(needs_teacher)
 
+    def _positive(self, value, what: str) -> float:
+        """``value`` as a float > 0 (a temperature), else ``ValueError`` naming the term and the setting."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if not number > 0:
+            raise ValueError(f"{type(self).__name__}: {what} must be a number > 0, got {value!r}.")
+        return number
+
+    def _maps(
+        self,
+        student: NetworkOutputs,
+        teacher: NetworkOutputs | None,
+        student_layer: str | None,
+        teacher_layer: str | None,
+        same_width: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's and the teacher's (detached) map the term compares: ``logits`` for a layer of None, else
+        the features of that module path.
+
+        Raises:
+            ValueError: no teacher outputs; maps of different batch or spatial sizes (or widths, ``same_width``),
+                both shapes printed with their layers.
+        """
+        if teacher is None:
+            raise ValueError(f"{type(self).__name__} needs the teacher's outputs.")
+        s = student["features"][student_layer] if student_layer else student["logits"]
+        t = (teacher["features"][teacher_layer] if teacher_layer else teacher["logits"]).detach()
+        if s.shape[:1] + s.shape[2:] != t.shape[:1] + t.shape[2:] or (same_width and s.shape[1] != t.shape[1]):
+            raise ValueError(
+                f"{type(self).__name__}: student '{student_layer or 'logits'}' {tuple(s.shape)} and teacher "
+                f"'{teacher_layer or 'logits'}' {tuple(t.shape)} maps must have the same "
+                f"{'shape' if same_width else 'batch and spatial sizes'}."
+            )
+        return s, t
+
     def _layers(self, layers: Sequence[str], what: str) -> tuple[str, ...]:
         layers = (layers,) if isinstance(layers, str) else tuple(layers)
         if not all(isinstance(layer, str) and layer for layer in layers):

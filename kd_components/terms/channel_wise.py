@@ -36,12 +36,7 @@ class ChannelWiseDistillation(DistillationTerm):
     def __init__(self, weight: float = 1.0, temperature: float = 4.0, layer: str | None = None, name: str = "cwd"):
         layers = (layer,) if layer else ()
         super().__init__(weight, name, student_layers=layers, teacher_layers=layers)
-        try:
-            self.temperature = float(temperature)
-        except (TypeError, ValueError):
-            self.temperature = -1.0
-        if not self.temperature > 0:
-            raise ValueError(f"ChannelWiseDistillation: temperature must be a number > 0, got {temperature!r}.")
+        self.temperature = self._positive(temperature, "temperature")
         self.layer = layer
 
     def forward(
@@ -51,15 +46,7 @@ class ChannelWiseDistillation(DistillationTerm):
         target: torch.Tensor,
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if teacher is None:
-            raise ValueError("ChannelWiseDistillation needs the teacher's outputs.")
-        s = student["features"][self.layer] if self.layer else student["logits"]
-        t = teacher["features"][self.layer] if self.layer else teacher["logits"]
-        if s.shape != t.shape:
-            raise ValueError(
-                f"ChannelWiseDistillation: student {tuple(s.shape)} and teacher {tuple(t.shape)} maps must have the "
-                f"same shape{f' at {self.layer}' if self.layer else ''}."
-            )
+        s, t = self._maps(student, teacher, self.layer, self.layer)
         T = self.temperature
         log_s = F.log_softmax(s.float().flatten(2) / T, dim=2)
         log_t = F.log_softmax(t.detach().float().flatten(2) / T, dim=2)

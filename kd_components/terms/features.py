@@ -63,16 +63,10 @@ class FeatureMatching(DistillationTerm):
         target: torch.Tensor,
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if teacher is None:
-            raise ValueError("FeatureMatching needs the teacher's outputs.")
         values = []
         for s_path, t_path in self.pairs.items():
-            s, t = student["features"][s_path].float(), teacher["features"][t_path].detach().float()
-            if s.shape != t.shape:
-                raise ValueError(
-                    f"FeatureMatching: student '{s_path}' {tuple(s.shape)} and teacher '{t_path}' {tuple(t.shape)} "
-                    f"feature maps must have the same shape."
-                )
+            s, t = self._maps(student, teacher, s_path, t_path)
+            s, t = s.float(), t.float()
             if self.distance == "cosine":
                 values.append((1 - F.cosine_similarity(s, t, dim=1, eps=1e-6)).mean())
             else:

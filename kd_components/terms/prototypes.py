@@ -49,12 +49,7 @@ class PrototypeDistillation(DistillationTerm):
         if not layer:
             raise ValueError("PrototypeDistillation: give the feature layer (a module path).")
         super().__init__(weight, name, student_layers=(layer,), teacher_layers=(teacher_layer or layer,))
-        try:
-            self.temperature = float(temperature)
-        except (TypeError, ValueError):
-            self.temperature = -1.0
-        if not self.temperature > 0:
-            raise ValueError(f"PrototypeDistillation: temperature must be a number > 0, got {temperature!r}.")
+        self.temperature = self._positive(temperature, "temperature")
         self.layer, self.teacher_layer = layer, teacher_layer or layer
 
     @staticmethod
@@ -83,14 +78,7 @@ class PrototypeDistillation(DistillationTerm):
         target: torch.Tensor,
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if teacher is None:
-            raise ValueError("PrototypeDistillation needs the teacher's outputs.")
-        s, t = student["features"][self.layer], teacher["features"][self.teacher_layer].detach()
-        if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
-            raise ValueError(
-                f"PrototypeDistillation: student '{self.layer}' {tuple(s.shape)} and teacher '{self.teacher_layer}' "
-                f"{tuple(t.shape)} maps must have the same batch and spatial sizes."
-            )
+        s, t = self._maps(student, teacher, self.layer, self.teacher_layer, same_width=False)
         regions = target
         if labelled is not None:
             keep = torch.as_tensor(labelled, dtype=torch.bool, device=target.device).reshape(
