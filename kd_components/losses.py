@@ -570,7 +570,9 @@ class DistillationLoss(nn.Module):
                 continue
             if term.needs_teacher and teacher_outputs is None:
                 raise ValueError(f"term '{term.name}' needs the teacher's outputs, but none were given for this batch.")
-            value = term(student_outputs, teacher_outputs, target, labelled)
+            # terms in float32 whatever autocast says: similarity sums and softmaxes over every voxel overflow float16
+            with torch.autocast(pred.device.type, enabled=False):
+                value = term(student_outputs, teacher_outputs, target, labelled)
             total = total + term.weight * value
             out[f"loss_{term.name}"] = value.detach()
         out["loss"] = total

@@ -300,3 +300,58 @@ def test_prototype_distillation_absent_class_and_withheld_label():
 def test_ill_structure_terms(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_terms_stay_finite_under_float16_autocast():
+    """Under AMP a similarity summed over a 64^3 map's voxels overflowed float16 (inf, then NaN); DistillationLoss runs
+    its terms in float32 and the prototypes are means with weights summing to 1."""
+    torch.manual_seed(0)
+    s, t = torch.randn(1, 16, 64, 64, 64) * 30, torch.randn(1, 16, 64, 64, 64) * 30
+    target = torch.zeros(1, 3, 64, 64, 64)
+    target[:, :, 10:40, 10:40, 10:40] = 1
+    term = PrototypeDistillation(layer="x")
+    loss = DistillationLoss(lambda p, y: p.float().mean() * 0, terms=[term])
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = loss(s[:, :3], target, student_outputs=_outs(s[:, :3], x=s), teacher_outputs=_outs(t[:, :3], x=t))
+    assert math.isfinite(float(out["loss_prototypes"])) and float(out["loss_prototypes"]) > 0
+
+
+def test_a_loss_written_before_the_terms_keeps_working():
+    """A DistillationLoss subclass with the six positional inputs only is still accepted (no named outputs)."""
+    from kd_components.training.trainer import _LossNeeds
+
+    class Old(DistillationLoss):
+        def forward(self, pred, target, teacher_logits=None, teacher_features=None, student_features=None, lab=None):
+            return super().forward(pred, target, teacher_logits, teacher_features, student_features, lab)
+
+    assert _LossNeeds(Old(lambda p, t: p.mean())).takes_outputs is False
+    assert _LossNeeds(DistillationLoss(lambda p, t: p.mean())).takes_outputs is True
+
+
+def _tiny(channels):
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(blocks_down=[1, 1], blocks_up=[1], init_filters=8, in_channels=channels, out_channels=3)
+
+
+@pytest.mark.parametrize(
+    "term, extra, message",
+    [
+        # teacher layers with cached logits: the teacher does not run, so its layers never come
+        (lambda: FeatureMatching(layers=["down_layers.1"]), {"cached_logits_key": "teacher_logits"}, "cached logits"),
+        # a term that fails inside torch (a pool larger than the map) is one line before training, not a traceback
+        (lambda: PairwiseAffinity(layer="down_layers.1", pool=32), {"probe_size": [16, 16, 16]}, "PairwiseAffinity"),
+    ],
+)
+def test_ill_terms_the_trainer_refuses_in_one_line(term, extra, message):
+    from kd_components.errors import InputError
+    from kd_components.training import DistillationTrainer
+
+    student = _tiny(1)
+    with pytest.raises(InputError, match=message) as err:
+        DistillationTrainer(
+            device="cpu", max_epochs=1, train_data_loader=[], network=student, teacher=_tiny(4).eval(),
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.0),
+            loss_function=DistillationLoss(lambda p, t: p.mean(), terms=[term()]), **extra,
+        )  # fmt: skip
+    assert "\n" not in str(err.value)

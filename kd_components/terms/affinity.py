@@ -14,7 +14,8 @@ class PairwiseAffinity(DistillationTerm):
     """The student's voxel-to-voxel similarities matched to the teacher's: a structure term, indifferent to how each
     network encodes a voxel, so the widths may differ.
 
-    Each map (optionally average-pooled by ``pool`` per axis, the paper's patches) becomes N nodes of unit-length
+    Each map (optionally average-pooled by ``pool`` per axis into patches, as the paper groups pixels into nodes;
+    border voxels that do not fill a patch are left out) becomes N nodes of unit-length
     channel vectors; the affinity is ``a_ij = <f_i, f_j>`` (cosine similarity); the term is the mean over items and
     node pairs of ``(a^s_ij - a^t_ij)^2``. N^2 entries per item: pool fine maps (a 64^3 crop's bottleneck, 8^3,
     is 512 nodes; its first layer would be 262144).

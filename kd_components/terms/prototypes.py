@@ -65,7 +65,8 @@ class PrototypeDistillation(DistillationTerm):
         """B x N x K log-probabilities of each voxel over the classes present in its item."""
         f = f.float().flatten(2)  # B x C x N
         counts = classes.sum(dim=2)  # B x K
-        prototypes = (f @ classes.transpose(1, 2)) / counts.clamp(min=1)[:, None, :]  # B x C x K
+        # each class's mean feature, weights summing to 1 (a sum over millions of voxels first would overflow float16)
+        prototypes = f @ (classes / counts.clamp(min=1)[..., None]).transpose(1, 2)  # B x C x K
         sim = F.normalize(f, dim=1, eps=1e-6).transpose(1, 2) @ F.normalize(prototypes, dim=1, eps=1e-6)  # B N K
         # an absent class: a logit far below any cosine / T (finite, so that no NaN reaches the gradients)
         sim = (sim / self.temperature).masked_fill((counts == 0)[:, None, :], -1e4)

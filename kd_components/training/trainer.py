@@ -82,14 +82,20 @@ class _LossNeeds:
     def __init__(self, loss: Any):
         import inspect
 
+        signature = inspect.signature(getattr(loss, "forward", loss))
+        # whether the loss takes both networks' named outputs (a DistillationLoss subclass written before the
+        # plugged-in terms takes the six positional inputs only, and keeps working without them)
+        self.takes_outputs = True
         try:
-            inspect.signature(getattr(loss, "forward", loss)).bind(
-                *range(6), student_outputs=None, teacher_outputs=None
-            )
-        except (TypeError, ValueError):
+            signature.bind(*range(6), student_outputs=None, teacher_outputs=None)
+        except TypeError:
+            self.takes_outputs = False
+        try:
+            signature.bind(*range(6))
+        except TypeError:
             raise ValueError(
                 f"loss_function {type(loss).__name__} does not take DistillationLoss's arguments (pred, target, "
-                f"teacher_logits, teacher_features, student_features, labelled, student_outputs=, teacher_outputs=): "
+                f"teacher_logits, teacher_features, student_features, labelled[, student_outputs=, teacher_outputs=]): "
                 f"wrap the supervised loss in kd_components.losses.DistillationLoss(seg_loss=...)."
             ) from None
         self.needs_teacher = bool(getattr(loss, "needs_teacher", False))
@@ -220,7 +226,9 @@ class DistillationTrainer(SupervisedTrainer):
             except ValueError as e:
                 raise InputError(f"feature distillation (feature_layer / teacher_feature_layer): {e}") from None
         # the layers the plugged-in terms read, hooked by module path on each network
-        if loss.teacher_layers and (self.teacher is None or isinstance(self.teacher, torch.jit.ScriptModule)):
+        self.loss_takes_outputs = loss.takes_outputs
+        teacher_runs = self.teacher is not None and cached_logits_key is None
+        if loss.teacher_layers and (not teacher_runs or isinstance(self.teacher, torch.jit.ScriptModule)):
             raise InputError(
                 f"distillation terms read teacher layers {list(loss.teacher_layers)}, which cached logits and a "
                 f"TorchScript teacher do not give: distil online from the teacher's state dict (models/model.pt)."
@@ -270,8 +278,9 @@ class DistillationTrainer(SupervisedTrainer):
             for term in getattr(self.loss_function, "active_terms", []):
                 try:
                     term(s_named, t_named, torch.zeros_like(s_out), None)
-                except (KeyError, ValueError) as e:
-                    raise InputError(f"kd_terms: term '{term.name}' ({type(term).__name__}): {e}") from None
+                except (KeyError, ValueError, RuntimeError) as e:
+                    cause = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                    raise InputError(f"kd_terms: term '{term.name}' ({type(term).__name__}): {cause}") from None
 
     def _adapt(self, features: torch.Tensor | None) -> torch.Tensor | None:
         if features is None or self.feature_adapter is None:
@@ -334,6 +343,8 @@ class DistillationTrainer(SupervisedTrainer):
         image, targets = batch[0], batch[1]
         args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
         check_modalities(image, self.num_modalities)
+        for hook in (*self.student_hooks.values(), *self.teacher_hooks.values()):
+            hook.pop()  # maps kept by a forward outside this step (validation's sliding windows) are never handed on
         labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
         teacher_outputs = self._named(teacher_logits, self.teacher_hooks, detach=True)
@@ -348,15 +359,13 @@ class DistillationTrainer(SupervisedTrainer):
                 raise InputError(_cache_mismatch(teacher_logits.shape, main_output(pred).shape, "the student's output"))
             student_features = self._adapt(self.student_hook.pop()) if self.student_hook is not None else None
             logits = main_output(pred)
+            named = (
+                {"student_outputs": self._named(logits, self.student_hooks), "teacher_outputs": teacher_outputs}
+                if self.loss_takes_outputs
+                else {}
+            )
             terms = engine.loss_function(
-                logits,
-                targets,
-                teacher_logits,
-                teacher_features,
-                student_features,
-                labelled,
-                student_outputs=self._named(logits, self.student_hooks),
-                teacher_outputs=teacher_outputs,
+                logits, targets, teacher_logits, teacher_features, student_features, labelled, **named
             )
             engine.state.output.update({k: v for k, v in terms.items() if k != Keys.LOSS})
             engine.state.output[Keys.LOSS] = terms[Keys.LOSS].mean()
