@@ -1,6 +1,6 @@
 """kd_components: multi-modal to mono-modal knowledge distillation (KD-Net) for BraTS, as MONAI Bundle parts.
 
-The package has three wings; imports point only from tools to training to the library, never back.
+The package has four wings; imports point only from tools to training to deploy to the library, never back.
 
 The library (no Ignite engines, raises ``ValueError``):
 
@@ -23,6 +23,13 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``options`` (``as_bool``), ``files`` (atomic writes, md5), ``errors`` (``InputError``, the one-line error of the
   config and command-line boundary, and ``command``, the commands' wrapper).
 
+``deploy``, using trained weights (imports only the library; ``training`` and ``tools`` import it):
+
+- ``deploy.inference``: what the inference configs segment (both BraTS layouts) and the checks every scan passes
+  before a label map is written.
+- ``deploy.weights``: ``model_settings.json`` beside ``model.pt`` (training window, channels, modality), read by
+  inference and evaluation so that the weights run as they were trained.
+
 ``training``, what the bundle configs reference:
 
 - ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
@@ -33,10 +40,6 @@ The library (no Ignite engines, raises ``ValueError``):
   ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
 - ``training.saver``: ``AtomicCheckpointSaver``. ``training.resume``: ``ResumeFromCheckpoint``, ``BestMetricState``.
-- ``training.inference``: what the inference configs segment (both BraTS layouts) and the checks every scan passes
-  before a label map is written.
-- ``training.weights``: ``model_settings.json`` beside ``model.pt`` (training window, channels, modality), read by
-  inference and evaluation so that the weights run as they were trained.
 - ``training.quality``: ``ValidationRecord`` (``validation.json`` beside the checkpoints), ``teacher_quality_gate``,
   ``margin_channel_weights`` (KD off where the teacher is not better).
 - ``training.stop``: ``StopOnBadInput`` (bad input ends a run at once: no final checkpoint, no traceback).
@@ -66,6 +69,7 @@ __all__ = ["InputError", "__version__"]
 _MODULES = (
     "brats",
     "data",
+    "deploy",
     "errors",
     "evaluation",
     "files",

@@ -14,9 +14,9 @@ import torch
 from conftest import REPO, refused
 from monai.data import MetaTensor
 
+from kd_components.deploy import inference
+from kd_components.deploy.inference import check_images, find_images, student_datalist, teacher_datalist
 from kd_components.errors import InputError
-from kd_components.training import inference
-from kd_components.training.inference import check_images, find_images, student_datalist, teacher_datalist
 from kd_components.transforms import RegionsToBratsLabeld
 
 STUDENT = REPO / "bundles" / "student_kd" / "configs"

@@ -197,7 +197,7 @@ def test_evaluation_scores_what_inference_writes(bundle):
     assert (
         transforms[-1]["_target_"] == "kd_components.transforms.ResampleToPixdimd" and transforms[-1]["keys"] == "image"
     )
-    pixdim = {"_target_": "kd_components.training.weights.trained_pixdim", "ckpt_dir": "@ckpt_dir", "pixdim": "@pixdim"}
+    pixdim = {"_target_": "kd_components.deploy.weights.trained_pixdim", "ckpt_dir": "@ckpt_dir", "pixdim": "@pixdim"}
     assert evaluate["resample_pixdim"] == inference["resample_pixdim"] == pixdim
     invert = {"_target_": "Invertd", "keys": "pred", "orig_keys": "image", "nearest_interp": False}
     assert evaluate["validate#postprocessing"]["transforms"][1] == {**invert, "transform": "@validate#preprocessing"}
@@ -206,7 +206,7 @@ def test_evaluation_scores_what_inference_writes(bundle):
     # both slide the window the weights were trained with (models/model_settings.json; a larger window pads small
     # images with zeros and shifts the normalisation statistics: Dice fell from 0.61 to 0.23 on the 64^3 phantom),
     # unless a window is given (evaluation: --inference_roi_size, inference: --roi_size)
-    window = {"_target_": "kd_components.training.weights.trained_window", "ckpt_dir": "@ckpt_dir"}
+    window = {"_target_": "kd_components.deploy.weights.trained_window", "ckpt_dir": "@ckpt_dir"}
     assert evaluate["validate#inferer"]["roi_size"] == {**window, "roi_size": "@inference_roi_size"}
     assert inference["window"] == {**window, "roi_size": "@roi_size"}
     assert evaluate["inference_roi_size"] is None and inference["roi_size"] is None

@@ -410,7 +410,7 @@ def test_ill_package_checkpoint_not_matching_network_def(tmp_path):
 def test_ill_package_student_modality_other_than_trained(tmp_path):
     """The refusal names the package tool's flag and the user's --ckpt (not the bundle's --student_modality and the
     package's temporary folder)."""
-    from kd_components.training.weights import write_model_settings
+    from kd_components.deploy.weights import write_model_settings
 
     ckpt = tmp_path / "models" / "model.pt"
     ckpt.parent.mkdir()
@@ -487,7 +487,7 @@ def test_ill_monailabel_training_with_one_modality_images(packaged_student, tiny
 def test_package_carries_what_the_weights_were_trained_with(student_ckpt, tmp_path):
     """model_settings.json beside the weights: its modality names the bundle, its window goes into the packaged
     configs and the file into the zip's models/, so the packaged inference slides the trained window."""
-    from kd_components.training.weights import write_model_settings
+    from kd_components.deploy.weights import write_model_settings
 
     models = tmp_path / "trained" / "models"
     models.mkdir(parents=True)
@@ -519,7 +519,7 @@ def test_runtime_code_is_what_the_configs_import():
         texts = [p.read_text() for p in (root / "configs").glob("*.json")]
         files = {str(p.relative_to(RUNTIME_SOURCE)) for p in runtime_files(texts, sorted(root.glob("scripts/*.py")))}
         assert {"__init__.py", "training/__init__.py", "training/trainer.py", "transforms.py"} <= files
-        assert "training/inference.py" in files and "training/weights.py" in files, "inference's checks"
+        assert "deploy/inference.py" in files and "deploy/weights.py" in files, "inference's checks"
         assert not [f for f in files if f.startswith("tools/")], "no command ships"
         assert not {"data/phantom.py", "data/msd.py", "data/__main__.py", "data/stack.py"} & files
     # a module named only inside a `$` expression, and a name below a module, both resolve to the module's file
@@ -580,7 +580,7 @@ def test_packaged_inference_builds_as_monailabel_builds_it(
     2 mm for the network and answered on its own 24^3 grid."""
     from monai.transforms import Compose, SaveImaged
 
-    from kd_components.training.weights import write_model_settings
+    from kd_components.deploy.weights import write_model_settings
 
     ckpt = student_ckpt
     if channels == 4:

@@ -13,8 +13,8 @@ from conftest import REPO, refused, run_workflow
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
+from kd_components.deploy.weights import trained_pixdim, write_model_settings
 from kd_components.errors import InputError
-from kd_components.training.weights import trained_pixdim, write_model_settings
 from kd_components.transforms import ResampleToPixdimd, pixdim_setting
 
 TEACHER = REPO / "bundles" / "teacher" / "configs"

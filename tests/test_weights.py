@@ -7,14 +7,14 @@ import logging
 
 import pytest
 
-from kd_components.errors import InputError
-from kd_components.training.weights import (
+from kd_components.deploy.weights import (
     SETTINGS_NAME,
     read_model_settings,
     trained_modality,
     trained_window,
     write_model_settings,
 )
+from kd_components.errors import InputError
 
 
 def test_settings_written_beside_the_weights(tmp_path):

@@ -17,7 +17,7 @@ from monai.networks.nets import SegResNet
 
 from kd_components.brats import TEACHER_CHANNELS
 from kd_components.data.datalist import find_cases
-from kd_components.training import weights
+from kd_components.deploy import weights
 from kd_components.training.teacher import ZOO_SPLIT_WARNING, teacher_weights
 
 ZOO_CONFIGS = REPO / "tests" / "data" / "zoo_brats_mri_segmentation" / "configs"

@@ -47,8 +47,8 @@ class ChannelWiseDistillation(DistillationTerm):
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         s, t = self._maps(student, teacher, self.layer, self.layer)
-        T = self.temperature
-        log_s = F.log_softmax(s.float().flatten(2) / T, dim=2)
-        log_t = F.log_softmax(t.detach().float().flatten(2) / T, dim=2)
+        temperature = self.temperature
+        log_s = F.log_softmax(s.float().flatten(2) / temperature, dim=2)
+        log_t = F.log_softmax(t.float().flatten(2) / temperature, dim=2)
         kl = (log_t.exp() * (log_t - log_s)).sum(dim=2)  # N x C
-        return kl.mean() * T * T
+        return kl.mean() * temperature**2

@@ -113,7 +113,7 @@ def cache_teacher_logits(
     ckpt = Path(teacher_weights(teacher_ckpt))
     if not ckpt.is_file():
         raise InputError(f"--teacher-ckpt '{ckpt}' does not exist: train the teacher first or give its model.pt.")
-    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
+    from kd_components.deploy.weights import SETTINGS_NAME, read_model_settings
 
     trained_at = (read_model_settings(ckpt.parent) or {}).get("pixdim")
     if trained_at is not None:

@@ -283,8 +283,8 @@ def package_bundle(
     from monai.bundle import ConfigParser
 
     from kd_components.brats import CHANNEL_NAMES, COMBINATION_SEPARATOR, combination_members
+    from kd_components.deploy.weights import SETTINGS_NAME, read_model_settings
     from kd_components.training.checkpoints import load_network
-    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
 
     t0 = time.time()
     bundle = Path(bundle)

@@ -165,7 +165,7 @@ def check_pixdim(
         InputError: ``pixdim`` neither null nor one or three voxel sizes > 0, with an example; set together with
             ``configs/cached_teacher.json``; or another than the teacher's.
     """
-    from kd_components.training.weights import SETTINGS_NAME, read_model_settings
+    from kd_components.deploy.weights import SETTINGS_NAME, read_model_settings
     from kd_components.transforms import pixdim_setting
 
     try:
