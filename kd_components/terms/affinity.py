@@ -43,9 +43,7 @@ class PairwiseAffinity(DistillationTerm):
         pool: int = 1,
         name: str = "affinity",
     ):
-        if not layer:
-            raise ValueError("PairwiseAffinity: give the feature layer (a module path).")
-        super().__init__(weight, name, student_layers=(layer,), teacher_layers=(teacher_layer or layer,))
+        super().__init__(weight, name, **self._layer_pair(layer, teacher_layer))
         if not isinstance(pool, int) or pool < 1:
             raise ValueError(f"PairwiseAffinity: pool must be an integer >= 1, got {pool!r}.")
         self.layer, self.teacher_layer, self.pool = layer, teacher_layer or layer, pool

@@ -68,6 +68,18 @@ class DistillationTerm(nn.Module):
         self.teacher_layers = self._layers(teacher_layers, "teacher_layers")
         self.needs_teacher = bool(needs_teacher)
 
+    @classmethod
+    def _layer_pair(cls, layer: str, teacher_layer: str | None) -> dict[str, tuple[str, ...]]:
+        """``student_layers`` / ``teacher_layers`` of a term that reads one layer on each network (the teacher's
+        the student's unless named), for ``__init__``.
+
+        Raises:
+            ValueError: no layer.
+        """
+        if not layer:
+            raise ValueError(f"{cls.__name__}: give the feature layer (a module path).")
+        return {"student_layers": (layer,), "teacher_layers": (teacher_layer or layer,)}
+
     def _positive(self, value, what: str) -> float:
         """``value`` as a float > 0 (a temperature), else ``ValueError`` naming the term and the setting."""
         try:

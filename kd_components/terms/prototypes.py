@@ -46,9 +46,7 @@ class PrototypeDistillation(DistillationTerm):
         temperature: float = 1.0,
         name: str = "prototypes",
     ):
-        if not layer:
-            raise ValueError("PrototypeDistillation: give the feature layer (a module path).")
-        super().__init__(weight, name, student_layers=(layer,), teacher_layers=(teacher_layer or layer,))
+        super().__init__(weight, name, **self._layer_pair(layer, teacher_layer))
         self.temperature = self._positive(temperature, "temperature")
         self.layer, self.teacher_layer = layer, teacher_layer or layer
 
