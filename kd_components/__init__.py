@@ -5,6 +5,8 @@ The package has four wings; imports point only from tools to training to deploy 
 The library (no Ignite engines, raises ``ValueError``):
 
 - ``brats``: the BraTS vocabulary (modalities, channel order, label conventions, regions, file names).
+- ``subsets``: the one student for every subset of the sequences (``--student_modality any``): its 8-channel input
+  (``presence_input``), ``ModalityDropout``, the 15 subsets, each validation case's fixed subset.
 - ``losses``: ``DistillationLoss`` and its terms (``SigmoidKLDivLoss``, ``RegionClassKLDivLoss``,
   ``FeatureDistillationLoss``).
 - ``terms``: distillation terms that plug into ``DistillationLoss`` by config (``kd_terms``), one per file:
@@ -12,7 +14,8 @@ The library (no Ignite engines, raises ``ValueError``):
   (``ChannelWiseDistillation``), ``terms.features`` (``FeatureMatching`` at several layers), ``terms.prototypes``
   (``PrototypeDistillation``, ProtoKD), ``terms.affinity`` (``PairwiseAffinity``).
 - ``networks``: ``FeatureHook``, the student's ``FeatureAdapter``, ``main_output``.
-- ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``).
+- ``transforms``: BraTS labels <-> regions (``BratsLabelToRegionsd``, ``RegionsToBratsLabeld``), the resolution
+  setting (``ResampleToPixdimd``), the ``any`` student's input from the images a case has (``PresenceInputd``).
 - ``evaluation``: Dice / HD95 per case and region under the BraTS 2021 or 2023 rules, ``score_files``.
 - ``data``: ``data.datalist`` (find cases, write and load checked datalists), ``data.validate`` (voxel checks,
   validation memory), ``data.phantom`` (the synthetic BraTS-like phantom), ``data.stack`` (4-channel NIfTI),
@@ -35,7 +38,8 @@ The library (no Ignite engines, raises ``ValueError``):
 - ``training.trainer``: ``DistillationTrainer`` (teacher and student in one iteration) and ``loss_terms``.
 - ``training.teacher``: ``load_teacher`` (load, check, freeze), ``teacher_weights`` (a bundle folder as teacher).
 - ``training.metrics``: ``RegionMetricsWriter``, the evaluator handler writing per-case tables.
-- ``training.batch``: ``SelectChannelsBatch`` (the student's channel for its evaluator).
+- ``training.batch``: ``SelectChannelsBatch`` (the student's channels for its evaluator), ``SubsetInputBatch`` (the
+  ``any`` student's input from one subset).
 - ``training.data``: ``CheckedThreadDataLoader`` (a case that cannot be loaded stops the run in one line) and
   ``cached_dataset``, the fast pipeline's cache (memory within a budget, else disk).
 - ``training.checkpoints``: reading weights safely, the checkpoint to resume from.
@@ -76,6 +80,7 @@ _MODULES = (
     "losses",
     "networks",
     "options",
+    "subsets",
     "terms",
     "training",
     "transforms",

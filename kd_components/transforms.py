@@ -9,8 +9,11 @@ Regions, channel order as in model-zoo ``brats_mri_segmentation``: TC = {1, ET},
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +25,9 @@ from kd_components.brats import ET_LABEL, LABEL_VALUES, name_convention
 from kd_components.data.datalist import LABELLED_KEY
 
 __all__ = [
+    "PresenceInputd",
+    "listed_sequences",
+    "named_sequences",
     "ResampleToPixdimd",
     "pixdim_setting",
     "ToDeviceUncachedd",
@@ -410,3 +416,116 @@ class ToDeviceUncachedd(ToDeviced, RandomizableTrait):
         allow_missing_keys: don't raise when a key is absent.
         kwargs: passed to ``Tensor.to`` (e.g. ``non_blocking``).
     """
+
+
+def listed_sequences(value: str | Sequence[str]) -> list[str]:
+    """The canonical sequences of a ``modalities`` item, in its order: ``"flair+t1c"`` -> ``["flair", "t1ce"]``.
+
+    Raises:
+        ValueError: an unknown sequence name.
+    """
+    from kd_components.brats import COMBINATION_SEPARATOR, canonical_modality
+
+    parts = [value] if isinstance(value, str) else list(value)
+    return [canonical_modality(p) for v in parts for p in str(v).split(COMBINATION_SEPARATOR)]
+
+
+def named_sequences(value: Any) -> list[str] | None:
+    """The canonical sequences, in channel order, that a file name says (``CASE_flair.nii.gz``; a stacked
+    ``CASE_t1ce+flair.nii.gz``), or a list of file names says together; None when a name says none."""
+    from kd_components.brats import COMBINATION_SEPARATOR, IMAGE_EXTENSIONS, canonical_modality, split_file_name
+
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        names = [named_sequences(v) for v in value]
+        return None if not names or any(n is None for n in names) else [m for n in names for m in n]
+    text = os.path.basename(os.path.normpath(str(value)))
+    role = split_file_name(text)[2]
+    if role is not None:
+        return None if role == "seg" else [role]
+    for ext in IMAGE_EXTENSIONS:
+        if text.endswith(ext):
+            text = text[: -len(ext)]
+            break
+    parts = re.split(r"[_-]", text)[-1].split(COMBINATION_SEPARATOR) if re.search(r"[_-]", text) else [text]
+    try:
+        return [canonical_modality(p) for p in parts]
+    except ValueError:
+        return None
+
+
+class PresenceInputd(MapTransform):
+    """The ``any`` student's input from the images a case has: their channels put at the teacher's channel of their
+    sequence, the absent sequences zero, then the four presence maps (``kd_components.subsets.presence_input``);
+    the identity for any other student, so one inference preprocessing serves every student.
+
+    The sequences of the loaded channels are read, in channel order, from the item's ``modalities_key``
+    (``"t1ce+flair"``, as ``kd_components.deploy.inference.student_datalist`` and a MONAI Label request's params
+    give them), else from the image's file names (``CASE_flair.nii.gz``; a stacked file named by its sequences,
+    ``CASE_t1ce+flair.nii.gz``, in its channels' order). Metadata and the transform history are kept, so ``Invertd``
+    still puts the prediction back on the input's grid.
+
+    Args:
+        keys: the image key(s), ``(C, H, W, D)`` with one channel per given sequence.
+        modality: the student's ``--student_modality``; anything but ``any`` makes this transform the identity.
+        modalities_key: the item key that may list the image's sequences.
+        allow_missing_keys: don't raise when a key is absent.
+
+    Raises:
+        ValueError: at call, sequences that cannot be told (neither listed nor in the file names), a sequence named
+            twice, or a channel count other than the number of sequences (both printed).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        modality: str | None = None,
+        modalities_key: str = "modalities",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        from kd_components.subsets import is_any
+
+        super().__init__(keys, allow_missing_keys)
+        self.active = is_any(modality)
+        self.modalities_key = modalities_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from kd_components.brats import CHANNEL_NAMES, TEACHER_CHANNELS
+        from kd_components.subsets import presence_input
+
+        d = dict(data)
+        if not self.active:
+            return d
+        for key in self.key_iterator(d):
+            image = d[key]
+            source = getattr(image, "meta", {}).get("filename_or_obj") if isinstance(image, MetaTensor) else None
+            listed = d.get(self.modalities_key)
+            names = listed_sequences(listed) if listed else named_sequences(d.get(f"{key}_path", source))
+            if names is None:
+                raise ValueError(
+                    f"image '{source or key}': its sequences cannot be told; name each file by its sequence "
+                    f"(CASE_t1ce.nii.gz, CASE-t2f.nii.gz; a stacked file CASE_t1ce+flair.nii.gz) or list them "
+                    f"('{self.modalities_key}': 't1ce+flair', channel order)."
+                )
+            if len(set(names)) != len(names) or len(names) != image.shape[0]:
+                raise ValueError(
+                    f"image '{source or key}' has {image.shape[0]} channel(s) (shape {tuple(image.shape)}) for the "
+                    f"sequences {'+'.join(names)}: give one channel per sequence, each sequence once."
+                )
+            full = torch.zeros((len(TEACHER_CHANNELS), *image.shape[1:]), dtype=image.dtype, device=image.device)
+            present = [False] * len(TEACHER_CHANNELS)
+            for c, name in enumerate(names):
+                i = TEACHER_CHANNELS.index(name)
+                full[i], present[i] = torch.as_tensor(image[c]), True
+            out = presence_input(full, present)
+            if isinstance(image, MetaTensor):
+                out = MetaTensor(out, meta=dict(image.meta), applied_operations=list(image.applied_operations))
+            d[key] = out
+            logging.getLogger("kd_components.inference").info(
+                "'%s': segmenting from %s (absent: %s)",
+                source or key,
+                "+".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n in names),
+                ", ".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n not in names) or "none",
+            )
+        return d

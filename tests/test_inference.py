@@ -285,3 +285,45 @@ def test_ill_combination_items(tmp_path):
         student_datalist([str(a["t1ce"]), str(a["t2"])], tmp_path, "t1ce+flair")
     with pytest.raises(InputError, match="--student_modality: .* names flair twice"):
         student_datalist(None, tmp_path, "flair+t2f")
+
+
+def test_any_student_items_from_whatever_a_case_has(tmp_path):
+    """The ``any`` student takes each case folder with whatever sequences it holds, or the files given, and lists
+    their sequences in the order of the images (the teacher's order where the names say them)."""
+    a = _case(tmp_path, "A")
+    b = _case(tmp_path, "B", "brats2023", modalities=("t2", "flair"))
+    c = _case(tmp_path, "C", modalities=("flair",))
+    items = student_datalist(None, tmp_path, "any")
+    assert items == [
+        {"image": [str(a[m]) for m in ("t1ce", "t1", "t2", "flair")], "modalities": "t1ce+t1+t2+flair"},
+        {"image": [str(b["t2"]), str(b["flair"])], "modalities": "t2+flair"},
+        {"image": [str(c["flair"])], "modalities": "flair"},
+    ]
+    assert student_datalist(str(c["flair"]), tmp_path, "any") == [{"image": str(c["flair"]), "modalities": "flair"}]
+    assert student_datalist([str(a["flair"]), str(a["t1ce"])], tmp_path, "any") == [
+        {"image": [str(a["t1ce"]), str(a["flair"])], "modalities": "t1ce+flair"}
+    ]
+    stacked = _scan(tmp_path / "s" / "S_t1ce+flair.nii.gz")
+    assert student_datalist(str(stacked), tmp_path, "any") == [{"image": str(stacked), "modalities": "t1ce+flair"}]
+    other = [str(_scan(tmp_path / "x" / "one.nii.gz")), str(_scan(tmp_path / "x" / "two.nii.gz"))]
+    assert student_datalist(other, tmp_path, "any", input_modalities="t2f+t1c") == [
+        {"image": other, "modalities": "flair+t1ce"}
+    ]
+    check_images(items, channels=8)  # each item checked with its own channel count
+
+
+def test_ill_any_student_items(tmp_path):
+    a = _case(tmp_path, "A")
+    one = str(_scan(tmp_path / "x" / "one.nii.gz"))
+    with pytest.raises(InputError, match=r"--input_image '.*one.nii.gz': its name does not say its sequence"):
+        student_datalist(one, tmp_path, "any")
+    with pytest.raises(InputError, match=r"the names do not say their sequences; name the files CASE_<sequence>"):
+        student_datalist([str(a["t1ce"]), one], tmp_path, "any")
+    with pytest.raises(InputError, match="t1ce given twice"):
+        student_datalist([str(a["t1ce"]), str(a["t1ce"])], tmp_path, "any")
+    with pytest.raises(InputError, match=r"--input_modalities flair names 1 sequence\(s\) for the 2 images"):
+        student_datalist([str(a["t1ce"]), str(a["t2"])], tmp_path, "any", input_modalities="flair")
+    with pytest.raises(InputError, match="--input_image '.*missing_flair.nii.gz' does not exist"):
+        student_datalist(str(tmp_path / "missing_flair.nii.gz"), tmp_path, "any")
+    with pytest.raises(InputError, match="no case folder under --dataset_dir .* holds a BraTS image"):
+        student_datalist(None, tmp_path / "x", "any")

@@ -190,8 +190,21 @@ def test_evaluation_scores_what_inference_writes(bundle):
     """evaluate.json uses the inference config's loading, normalisation, sliding window and label-map step."""
     evaluate, inference = _load(bundle, "evaluate.json"), _load(bundle, "inference.json")
     transforms = evaluate["validate#preprocessing"]["transforms"]
-    assert {**transforms[0], "keys": "image"} == inference["preprocessing"]["transforms"][0]
-    assert transforms[-2:] == inference["preprocessing"]["transforms"][1:]
+    shared = inference["preprocessing"]["transforms"]
+    if bundle == "student_kd":
+        # the any student's input from the images a case has is the last step of inference; evaluation loads the
+        # four sequences and builds that input from the subset asked for in its prepare_batch (SubsetInputBatch)
+        assert shared[-1] == {
+            "_target_": "kd_components.transforms.PresenceInputd",
+            "keys": "image",
+            "modality": "@modality",
+        }
+        assert (
+            _load(bundle, "train.json")["prepare_batch"]["_target_"] == "kd_components.training.settings.student_batch"
+        )
+        shared = shared[:-1]
+    assert {**transforms[0], "keys": "image"} == shared[0]
+    assert transforms[-2:] == shared[1:]
     # both resample the image (never the label) to the voxel size the weights were trained at, and put the
     # prediction back on the input's grid before thresholding
     assert (

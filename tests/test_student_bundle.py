@@ -409,3 +409,54 @@ def test_inference_defaults_to_the_training_window(tiny_phantom, teacher_ckpt, t
         assert wf.parser.get_parsed_content("window") == [32, 32, 32]
         maps[name] = np.asarray(nib.load(next((tmp_path / name).glob("*.nii.gz"))).dataobj)
     assert np.array_equal(maps["defaults"], maps["explicit"])
+
+
+@pytest.mark.slow
+def test_any_student_distils_then_segments_from_one_image_or_two(tiny_phantom, teacher_ckpt, tmp_path, caplog):
+    """``--student_modality any``: one student, 8 input channels (the four sequences, absent ones zero, and their
+    presence maps), trained with a random subset per case and distilled from the four-sequence teacher; the
+    inference command segments a case from its FLAIR alone and from its T1c and FLAIR, says which it used, and
+    writes each map on the input's grid; evaluation scores it from a named subset."""
+    import logging
+
+    kd = _train_kd(tmp_path, tiny_phantom, teacher_ckpt, student_modality="any")
+    trainer = kd.parser.get_parsed_content("train#trainer")
+    assert trainer.state.metrics["train_loss_kd"] > 0 and trainer.state.metrics["train_loss_feat"] > 0
+    model = torch.load(tmp_path / "student" / "models" / "model.pt", weights_only=True)
+    assert model["convInit.conv.weight"].shape[1] == 8
+    settings = json.loads((tmp_path / "student" / "models" / "model_settings.json").read_text())
+    assert settings["modality"] == "any" and settings["in_channels"] == 8 and len(settings["channels"]) == 8
+    case = json.loads((tiny_phantom / "datalist.json").read_text())["test"][0]
+    t1ce, flair = (tiny_phantom / case["image"][i] for i in (0, 3))
+    ref = nib.load(flair)
+    for name, given, said in [
+        ("flair", str(flair), "FLAIR (absent: T1c, T1, T2)"),
+        ("two", [str(flair), str(t1ce)], "T1c+FLAIR (absent: T1, T2)"),
+    ]:
+        with caplog.at_level(logging.INFO, logger="kd_components.inference"):
+            _run(
+                [STUDENT / "inference.json"],
+                "run",
+                tmp_path,
+                tiny_phantom,
+                input_image=given,
+                output_dir=str(tmp_path / name),
+            )
+        assert f"segmenting from {said}" in caplog.text
+        (written,) = (tmp_path / name).glob("*.nii.gz")
+        assert written.name == f"{case['case']}_any_seg_brats2021.nii.gz"
+        pred = nib.load(written)
+        assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
+    _run(
+        [STUDENT / "train.json", STUDENT / "evaluate.json"],
+        "evaluating",
+        tmp_path,
+        tiny_phantom,
+        student_modality="any",
+        teacher_ckpt=str(teacher_ckpt),
+        input_modalities="t2f",
+        output_dir=str(tmp_path / "eval_flair"),
+    )
+    summary = json.loads((tmp_path / "eval_flair" / "metrics_summary.json").read_text())
+    assert summary["tags"]["input_modalities"] == "t2f" and summary["tags"]["modality"] == "any"

@@ -24,9 +24,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from kd_components import brats
+from kd_components import brats, subsets
 from kd_components.data.validate import case_problems, dimension_problem, image_problems
 from kd_components.errors import InputError
+from kd_components.transforms import named_sequences
 
 logger = logging.getLogger("kd_components.inference")
 
@@ -147,7 +148,10 @@ def _one_case(paths: list[str], members: list[str]) -> list[str]:
 
 
 def student_datalist(
-    input_image: str | os.PathLike | Sequence | None, dataset_dir: str | os.PathLike, modality: str
+    input_image: str | os.PathLike | Sequence | None,
+    dataset_dir: str | os.PathLike,
+    modality: str,
+    input_modalities: str | None = None,
 ) -> list[dict]:
     """The student's inference items ``[{"image": path or [paths]}, ...]``.
 
@@ -155,11 +159,15 @@ def student_datalist(
     case's image of ``modality`` under ``dataset_dir``. A combination (``t1ce+flair``): ``input_image`` is one
     case's images (a list, one per sequence), a list of such lists, or one stacked multi-channel file; by default
     every case folder's images of the combination. Images are always handed in the teacher's channel order.
+    ``any`` (the one student for every subset): see ``_any_datalist``; ``input_modalities`` names the sequences of
+    files whose names do not say them.
 
     Raises:
         InputError: an unknown modality, no image at all, a path that does not exist, a case missing one of the
             combination's images, or images whose names say other sequences.
     """
+    if subsets.is_any(modality):
+        return _any_datalist(input_image, dataset_dir, input_modalities)
     try:
         members = brats.combination_members(modality)
     except ValueError as e:
@@ -216,6 +224,92 @@ def student_datalist(
                     "list of them."
                 )
     return [{"image": item} for item in items]
+
+
+def _exists(paths: Sequence[str]) -> None:
+    for p in paths:
+        if not os.path.exists(p):
+            raise InputError(
+                f"--input_image '{p}' does not exist: pass an existing NIfTI/NRRD/MHA file, a DICOM folder or a list "
+                "of them."
+            )
+
+
+def _any_case(paths: list[str], input_modalities: str | None) -> dict:
+    """One case's item for the ``any`` student: its images (one per sequence, or one stacked file) and the
+    sequences of their channels (``"t1ce+flair"``), in the teacher's channel order where the names say them."""
+    said = [_modality_of(p) for p in paths]
+    if input_modalities is not None:
+        try:
+            named = [brats.canonical_modality(m) for m in str(input_modalities).split(brats.COMBINATION_SEPARATOR)]
+        except ValueError as e:
+            raise InputError(f"--input_modalities: {e}") from None
+        if len(paths) > 1 and len(named) != len(paths):
+            raise InputError(
+                f"--input_modalities {input_modalities} names {len(named)} sequence(s) for the {len(paths)} images "
+                f"{paths}: name one per image, in their order."
+            )
+        return {"image": paths if len(paths) > 1 else paths[0], "modalities": "+".join(named)}
+    if len(paths) == 1:
+        # one file: its name says one sequence (CASE_flair.nii.gz) or a stacked file's (CASE_t1ce+flair.nii.gz)
+        named = named_sequences(paths[0])
+        if named is None:
+            raise InputError(
+                f"--input_image '{paths[0]}': its name does not say its sequence(s); name it CASE_<sequence>.nii.gz "
+                "(t1, t1ce, t2, flair; 2023: t1n, t1c, t2w, t2f; stacked: CASE_t1ce+flair.nii.gz) or pass "
+                "--input_modalities."
+            )
+        return {"image": paths[0], "modalities": "+".join(named)}
+    if not all(said):
+        raise InputError(
+            f"--input_image {paths}: the names do not say their sequences; name the files CASE_<sequence>.nii.gz "
+            "(t1, t1ce, t2, flair; 2023: t1n, t1c, t2w, t2f) or pass --input_modalities (e.g. t1ce+flair, in order)."
+        )
+    twice = sorted({m for m in said if said.count(m) > 1})
+    if twice:
+        raise InputError(f"--input_image {paths}: {', '.join(twice)} given twice; give each sequence once.")
+    order = sorted(range(len(paths)), key=lambda i: brats.TEACHER_CHANNELS.index(said[i]))
+    return {"image": [paths[i] for i in order], "modalities": "+".join(said[i] for i in order)}
+
+
+def _any_datalist(
+    input_image: str | os.PathLike | Sequence | None, dataset_dir: str | os.PathLike, input_modalities: str | None
+) -> list[dict]:
+    """The ``any`` student's items ``[{"image": path or [paths], "modalities": "t1ce+flair"}, ...]``.
+
+    ``input_image``: one file (its name says its sequence, or a stacked file's: ``CASE_t1ce+flair.nii.gz``), one
+    case's images (a list, names saying their sequences), or a list of such lists; by default every case folder
+    under ``dataset_dir`` with whatever sequences it holds (one to four; a folder with only a label is skipped).
+    """
+    given = input_image is not None and (isinstance(input_image, (str, os.PathLike)) or len(input_image) > 0)
+    if not given:
+        if not Path(dataset_dir).is_dir():
+            raise InputError(
+                f"--dataset_dir '{dataset_dir}' does not exist: give the folder of the case folders to segment (after "
+                "the README's demo: runs/demo/data), or --input_image with the files."
+            )
+        by_case: dict[str, dict[str, str]] = {}
+        for m in brats.TEACHER_CHANNELS:
+            for p in find_images(dataset_dir, m):
+                by_case.setdefault(str(Path(p).parent), {})[m] = p
+        if not by_case:
+            raise InputError(
+                f"no image to segment: no --input_image given, and no case folder under --dataset_dir '{dataset_dir}' "
+                "holds a BraTS image (CASE/CASE_flair.nii.gz, CASE/CASE-t2f.nii.gz, ...); pass --input_image."
+            )
+        items = []
+        for _, files in sorted(by_case.items()):
+            members = [m for m in brats.TEACHER_CHANNELS if m in files]
+            items.append({"image": [files[m] for m in members], "modalities": "+".join(members)})
+    elif isinstance(input_image, (str, os.PathLike)):
+        items = [_any_case([str(input_image)], input_modalities)]
+    elif all(isinstance(p, (list, tuple)) for p in input_image):
+        items = [_any_case([str(q) for q in p], input_modalities) for p in input_image]
+    else:
+        items = [_any_case([str(p) for p in input_image], input_modalities)]
+    for item in items:
+        _exists([item["image"]] if isinstance(item["image"], str) else item["image"])
+    return items
 
 
 def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | os.PathLike, key: str) -> list[dict]:
@@ -281,12 +375,14 @@ def check_images(datalist: Sequence[dict], channels: int = 1) -> list[dict]:
     problems: list[str] = []
     for d in datalist:
         images = [d["image"]] if isinstance(d["image"], (str, os.PathLike)) else list(d["image"])
+        # the any student's item: as many channels as sequences it lists (a stacked file holds them all)
+        n = len(str(d["modalities"]).split(brats.COMBINATION_SEPARATOR)) if d.get("modalities") else channels
         nifti = all(str(p).endswith(_NIFTI) and os.path.isfile(p) for p in images)
-        if nifti and not (channels > 1 and len(images) == 1):  # a stacked 4-D teacher image is not a 3-D volume
+        if nifti and not (n > 1 and len(images) == 1):  # a stacked 4-D image is not a 3-D volume
             found = case_problems(Path(images[0]).name, [Path(p) for p in images], None)
             problems += [p.split(": ", 1)[1] for p in found]  # without the "case 'NAME': " of training's messages
         elif len(images) == 1:  # a DICOM folder, NRRD or MHA; or the teacher's channels stacked in one file
-            problems += _other_image_problems(str(images[0]), channels)
+            problems += _other_image_problems(str(images[0]), n)
     if problems:
         more = f" ({len(problems) - 1} other problem(s) too)" if len(problems) > 1 else ""
         raise InputError(f"{problems[0]}{more}; no label map written.")

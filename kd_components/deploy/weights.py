@@ -25,7 +25,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from kd_components import brats
+from kd_components import subsets
 from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
 from kd_components.transforms import pixdim_setting
@@ -84,11 +84,8 @@ def write_model_settings(
     settings = {
         "roi_size": _window(roi_size),
         "in_channels": int(in_channels),
-        "modality": brats.canonical_combination(modality) if modality else None,
-        "channels": [
-            brats.CHANNEL_NAMES[m]
-            for m in (brats.combination_members(modality) if modality else brats.TEACHER_CHANNELS)
-        ],
+        "modality": subsets.canonical_student_modality(modality) if modality else None,
+        "channels": subsets.input_channel_names(modality or None),
         "normalisation": normalisation,
         "pixdim": pixdim_setting(pixdim),
     }
@@ -191,7 +188,7 @@ def check_modality(ckpt_dir: str | os.PathLike, modality: str | None) -> str | N
     if modality is None:
         return None
     try:
-        canonical = brats.canonical_combination(modality)
+        canonical = subsets.canonical_student_modality(modality)
     except ValueError as e:
         raise InputError(f"--student_modality: {e}") from None
     settings = read_model_settings(ckpt_dir)

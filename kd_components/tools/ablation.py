@@ -29,11 +29,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from kd_components.brats import CHANNEL_NAMES
 from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
+from kd_components.subsets import ANY, is_any
 from kd_components.tools.report import REGION_ORDER, paired_difference
 from kd_components.tools.stages import (
+    SUBSET_NAMES,
     Stage,
     check_counts,
     common_overrides,
@@ -44,6 +47,7 @@ from kd_components.tools.stages import (
     stop_on_signals,
     stopping,
     student_stages,
+    subset_folder,
     teacher_stages,
 )
 from kd_components.training.quality import collapsed
@@ -177,13 +181,73 @@ def _evaluations(root: Path, split: str, left_out: list[str] | None = None) -> l
     """
     out = []
     for per_case in sorted(root.glob(f"seed*/{split}/metrics_per_case.csv")):
-        run = per_case.parent.parent
+        run = per_case.parents[len(Path(split).parts)]  # the seed folder (``split`` may be a nested folder)
         if collapsed(run / "models") is not None:
             if left_out is not None:
                 left_out.append(str(run))
             continue
         out.append({"seed": int(run.name[4:]), "rows": read_per_case(per_case)})
     return out
+
+
+def result_keys(modalities: list[str], split: str) -> dict[str, tuple[str, str]]:
+    """The columns of the tables: ``{key: (modality folder, evaluation folder)}``; the ``any`` student gives one key
+    per subset it was evaluated from (``any:t1ce+flair`` -> ``("any", "test_subsets/t1ce+flair")``)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for m in modalities:
+        if is_any(m):
+            keys.update({f"{ANY}:{s}": (m, subset_folder(split, s)) for s in SUBSET_NAMES})
+        else:
+            keys[m] = (m, split)
+    return keys
+
+
+def _cell(c: dict) -> str:
+    return "–" if c["dice"] != c["dice"] else f"{c['dice']:.3f}"
+
+
+def _subsets_markdown(table: dict, keys: list[str]) -> list[str]:
+    """The one student for every subset: a row per subset, the ``any`` students (no KD, KD and their paired
+    difference per region) beside the dedicated students of that subset where this run trained them."""
+    if not any(k.startswith(f"{ANY}:") for k in keys):
+        return []
+    kd = [v for v in table if v != "baseline"]
+    lines = [
+        "",
+        "## One student for every subset (`--student_modality any`)",
+        "",
+        "Each row: the `any` students given only that subset of the sequences (the others absent); `dedicated`: a "
+        "student trained on that subset alone, where this run trained one. Dice ET / TC / WT; Δ = KD − no-KD of the "
+        "`any` student, paired by case, 95% t-interval, cases better.",
+        "",
+    ]
+    for v in kd:
+        lines += [f"### `{v}`", ""] if len(kd) > 1 else []
+        lines += [
+            "| subset | any, no KD | any, KD | Δ ET | Δ TC | Δ WT | dedicated, no KD | dedicated, KD |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in SUBSET_NAMES:
+            a = f"{ANY}:{s}"
+            if a not in keys:
+                continue
+            base = "/".join(_cell(table["baseline"]["cells"][f"{a}/{r}"]) for r in REGION_ORDER)
+            dist = "/".join(_cell(table[v]["cells"][f"{a}/{r}"]) for r in REGION_ORDER)
+            deltas = []
+            for r in REGION_ORDER:
+                d = table[v]["cells"][f"{a}/{r}"]["diff"]
+                deltas.append(
+                    "–"
+                    if not d or not d["n_cases"]
+                    else f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d['n_better']}/{d['n_cases']}"
+                )
+            ded = [
+                "/".join(_cell(table[w]["cells"][f"{s}/{r}"]) for r in REGION_ORDER) if s in keys else "–"
+                for w in ("baseline", v)
+            ]
+            name = "+".join(CHANNEL_NAMES[m] for m in s.split("+"))
+            lines.append(f"| {name} | {base} | {dist} | " + " | ".join(deltas) + f" | {ded[0]} | {ded[1]} |")
+    return lines
 
 
 def summarise(results: dict[str, dict[str, list[dict]]], modalities: list[str]) -> dict:
@@ -279,6 +343,8 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
             f"| {rank} | {v} | {s['mean_gain']:+.3f} | {s['above']}/{s['pairs']} | {s['below']}/{s['pairs']} | "
             f"{json.dumps(settings) if settings else '(voxel_mean)'} |"
         )
+    subsets_section = _subsets_markdown(table, modalities)
+    modalities = [m for m in modalities if not m.startswith(f"{ANY}:")]
     lines += ["", "## Per modality and region", ""]
     header = "| variant | " + " | ".join(f"{m} {r.upper()}" for m in modalities for r in REGION_ORDER) + " |"
     lines += [header, "|---|" + "---|" * (3 * len(modalities))]
@@ -296,6 +362,7 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
                         f"{d['n_better']}/{d['n_cases']})"
                     )
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += subsets_section
     if ranked:
         lines += ["", f"First by the rule: **{ranked[0]}**."]
     if info.get("collapsed"):
@@ -426,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--modalities",
         default="all",
-        help="student modalities: all (default), t1ce, or a list t1,t2; a combination joins names with + (t1ce+flair)",
+        help="student modalities: all (default), t1ce, or a list t1,t2; a combination joins names with + "
+        "(t1ce+flair); any: one student for every subset, evaluated from each of the 15",
     )
     ap.add_argument("--seeds", type=int, default=2, help="student seeds per modality and variant (default 2)")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variants (see module doc)")
@@ -542,8 +610,9 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             failed = _stages(args, p, output, data_dir, variants, modalities)
     left_out: list[str] = []
-    results = {v: {m: _evaluations(output / v / m, args.split, left_out) for m in modalities} for v in variants}
-    table = summarise(results, modalities)
+    keys = result_keys(modalities, args.split)
+    results = {v: {k: _evaluations(output / v / m, sp, left_out) for k, (m, sp) in keys.items()} for v in variants}
+    table = summarise(results, list(keys))
     n_cases = max((len(e["rows"]) for by in results.values() for es in by.values() for e in es), default=0)
     info = {
         "data": f"'{data_dir.name}' (a BraTS folder)"
@@ -564,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     command_line = "python -m kd_components.tools.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
     atomic_write_text(
-        output / f"ablation_{args.split}.md", _markdown(table, modalities, args.split, command_line, info)
+        output / f"ablation_{args.split}.md", _markdown(table, list(keys), args.split, command_line, info)
     )
     atomic_write_text(
         output / f"ablation_{args.split}.json",

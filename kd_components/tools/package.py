@@ -282,8 +282,9 @@ def package_bundle(
     import torch
     from monai.bundle import ConfigParser
 
-    from kd_components.brats import CHANNEL_NAMES, COMBINATION_SEPARATOR, combination_members
+    from kd_components.brats import COMBINATION_SEPARATOR
     from kd_components.deploy.weights import SETTINGS_NAME, read_model_settings
+    from kd_components.subsets import ALL_SUBSETS, canonical_student_modality, input_channel_names, is_any, subset_name
     from kd_components.training.checkpoints import load_network
 
     t0 = time.time()
@@ -326,12 +327,11 @@ def package_bundle(
             or "t1ce"
         )
         try:
-            members = combination_members(modality)
+            modality = canonical_student_modality(modality)
         except ValueError as e:
             raise InputError(f"--student-modality: {e}") from None
-        modality = COMBINATION_SEPARATOR.join(members)
         trained = settings.get("modality")
-        if trained and combination_members(trained) != members:
+        if trained and canonical_student_modality(trained) != modality:
             raise InputError(
                 f"--student-modality {modality} but the weights --ckpt '{ckpt}' were trained on {trained} "
                 f"({SETTINGS_NAME} beside them): leave --student-modality out, or give the weights of a {modality} "
@@ -358,10 +358,16 @@ def package_bundle(
         metadata.setdefault("changelog", {})[version] = metadata.get("changelog", {}).get(version, "packaged")
     if is_student:
         fmt = metadata["network_data_format"]["inputs"]["image"]
-        fmt["channel_def"] = {str(i): CHANNEL_NAMES[m] for i, m in enumerate(members)}
-        fmt["num_channels"] = len(members)
+        channels = input_channel_names(modality)
+        fmt["channel_def"] = {str(i): c for i, c in enumerate(channels)}
+        fmt["num_channels"] = len(channels)
         metadata["student_modality"] = modality
-        metadata["name"] = f"{metadata.get('name', name)}, {'+'.join(CHANNEL_NAMES[m] for m in members)}"
+        if is_any(modality):
+            # one bundle for every subset: which inputs it takes, said where the zoo's reader looks
+            fmt["subsets"] = [subset_name(s) for s in ALL_SUBSETS]
+            metadata["name"] = f"{metadata.get('name', name)}, any subset of T1c, T1, T2, FLAIR"
+        else:
+            metadata["name"] = f"{metadata.get('name', name)}, {'+'.join(channels)}"
 
     output = Path(output)
     target = output if output.suffix == ".zip" else output / f"{name}.zip"

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kd_components.brats import canonical_combination
 from kd_components.errors import InputError
 from kd_components.resources import bundles_root, checkout_root
+from kd_components.subsets import ALL_SUBSETS, canonical_student_modality, is_any, subset_name
 
 #: where the stages run: the checkout when there is one (relative defaults such as data/synthetic resolve there as
 #: in the README), else the caller's folder
@@ -262,10 +262,14 @@ def student_stages(
     eval_split: str = "test",
     overrides: dict | None = None,
 ) -> list[Stage]:
-    """Train one student into ``run/models`` and evaluate it on ``eval_split`` (``run/<split>``)."""
+    """Train one student into ``run/models`` and evaluate it on ``eval_split`` (``run/<split>``); the ``any``
+    student once per subset of the sequences (``run/<split>_subsets/<subset>``, ``subset_folder``)."""
     configs = [STUDENT_CONFIGS / "train.json"] + ([STUDENT_CONFIGS / "baseline.json"] if baseline else [])
     extra = {"teacher_ckpt": teacher_ckpt} if teacher_ckpt is not None and not baseline else {}
     extra.update(overrides or {})
+    evaluations = [(eval_split, {})]
+    if is_any(modality):
+        evaluations = [(subset_folder(eval_split, s), {"input_modalities": s}) for s in SUBSET_NAMES]
     return [
         Stage(
             f"{name}: training",
@@ -283,22 +287,35 @@ def student_stages(
             ),
             run / "models" / f"last_checkpoint_epoch={p['student_epochs']}.pt",
         ),
-        Stage(
-            f"{name}: evaluation on the {eval_split} split",
-            _bundle_cmd(
-                "evaluating",
-                [*configs, STUDENT_CONFIGS / "evaluate.json"],
-                ckpt_dir=run / "models",
-                output_dir=run / eval_split,
-                student_modality=modality,
-                seed=seed,
-                eval_split=eval_split,
-                **extra,
-                **common,
-            ),
-            run / eval_split / "metrics_summary.json",
+        *(
+            Stage(
+                f"{name}: evaluation on the {eval_split} split" + (f" from {how['input_modalities']}" if how else ""),
+                _bundle_cmd(
+                    "evaluating",
+                    [*configs, STUDENT_CONFIGS / "evaluate.json"],
+                    ckpt_dir=run / "models",
+                    output_dir=run / folder,
+                    student_modality=modality,
+                    seed=seed,
+                    eval_split=eval_split,
+                    **how,
+                    **extra,
+                    **common,
+                ),
+                run / folder / "metrics_summary.json",
+            )
+            for folder, how in evaluations
         ),
     ]
+
+
+#: the 15 subsets of the sequences, by name (``t1ce``, ..., ``t1ce+t1+t2+flair``), in ``ALL_SUBSETS``' order.
+SUBSET_NAMES = [subset_name(s) for s in ALL_SUBSETS]
+
+
+def subset_folder(split: str, subset: str) -> str:
+    """Where the ``any`` student's evaluation from ``subset`` goes in its run folder: ``test_subsets/t1ce+flair``."""
+    return f"{split}_subsets/{subset}"
 
 
 def check_counts(args: argparse.Namespace, names: tuple[str, ...]) -> None:
@@ -313,7 +330,7 @@ def parse_modalities(value: str) -> list[str]:
     if value.strip().lower() == "all":
         return ["t1", "t1ce", "t2", "flair"]
     names = [v.strip() for v in value.split(",") if v.strip()]
-    try:  # one modality (t1ce) or a combination (t1ce+flair), each normalised to the teacher's channel order
-        return list(dict.fromkeys(canonical_combination(n) for n in names))
+    try:  # one modality (t1ce), a combination (t1ce+flair), each in the teacher's channel order; or any
+        return list(dict.fromkeys(canonical_student_modality(n) for n in names))
     except ValueError as e:
         raise InputError(f"--modalities: {e}") from None

@@ -1,14 +1,18 @@
-"""Batch preparation for the student's evaluator: its one modality is sliced from the 4-channel batch."""
+"""Batch preparation for the student's evaluators: its sequences sliced from the 4-channel batch
+(``SelectChannelsBatch``), or, for the ``any`` student, one subset of them with the presence maps
+(``SubsetInputBatch``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from monai.engines.utils import default_prepare_batch
 
+from kd_components import subsets
 from kd_components.errors import InputError
 
-__all__ = ["SelectChannelsBatch", "check_modalities", "four_channel_message"]
+__all__ = ["SelectChannelsBatch", "SubsetInputBatch", "check_modalities", "four_channel_message"]
 
 
 def four_channel_message(key: str, shape: Sequence[int], expected: int = 4) -> str:
@@ -62,3 +66,42 @@ class SelectChannelsBatch:
         if max(self.channels) >= image.shape[1]:
             raise InputError(four_channel_message("image", image.shape, max(self.channels) + 1))
         return image[:, self.channels], label
+
+
+class SubsetInputBatch:
+    """``prepare_batch`` for the ``any`` student's evaluators: the 4-channel batch as the ``any`` student's 8-channel
+    input (``kd_components.subsets.presence_input``) with one subset of the sequences.
+
+    Args:
+        subset: the sequences given for every case (``"flair"``, ``"t1ce+flair"``); None: each case's fixed
+            validation subset (``kd_components.subsets.case_subset`` of its image file name), so that a
+            validation covers the subsets across cases and repeats the same inputs at every epoch.
+        num_modalities: channels every batch must have (the teacher's input).
+
+    Raises:
+        ValueError: an unknown or empty subset name.
+        InputError: at call, a batch without ``num_modalities`` channels.
+    """
+
+    def __init__(self, subset: str | Sequence[str] | None = None, num_modalities: int = 4):
+        self.present = None if subset is None else subsets.subset_present(subset)
+        self.num_modalities = int(num_modalities)
+
+    @staticmethod
+    def _names(batchdata, n: int) -> list[str]:
+        image = batchdata.get("image") if isinstance(batchdata, dict) else None
+        names = getattr(image, "meta", {}).get("filename_or_obj") if image is not None else None
+        if isinstance(names, str):
+            names = [names]
+        if not names or len(names) != n:
+            return [str(i) for i in range(n)]
+        return [str(x[0] if isinstance(x, (list, tuple)) else x) for x in names]
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        check_modalities(image, self.num_modalities)
+        if self.present is not None:
+            flags = [self.present] * image.shape[0]
+        else:
+            flags = [subsets.case_subset(name) for name in self._names(batchdata, image.shape[0])]
+        return subsets.presence_input(image, torch.tensor(flags, device=image.device)), label

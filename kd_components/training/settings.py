@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from kd_components import brats, options
+from kd_components import brats, options, subsets
 from kd_components.data.datalist import missing_data
 from kd_components.errors import InputError
 from kd_components.losses import KD_REGIONS, DistillationLoss, FeatureDistillationLoss
@@ -214,9 +214,13 @@ def student_channel(modality: str) -> list[int]:
     """The teacher-input channels of the student's modality or combination (``--student_modality t1ce`` -> ``[0]``,
     ``t1ce+flair`` -> ``[0, 3]``), in the teacher's channel order.
 
+    ``any`` (the one student for every subset) -> ``[0, 1, 2, 3]``: it reads all four, the absent ones zeroed.
+
     Raises:
         InputError: a name that is not a BraTS modality, or a combination that names one twice.
     """
+    if subsets.is_any(modality):
+        return list(range(len(brats.TEACHER_CHANNELS)))
     try:
         return brats.combination_indices(modality)
     except ValueError as e:
@@ -224,11 +228,14 @@ def student_channel(modality: str) -> list[int]:
 
 
 def student_in_channels(modality: str) -> int:
-    """The student network's input channels: one per sequence of its modality or combination.
+    """The student network's input channels: one per sequence of its modality or combination; for ``any``, the
+    four sequences and their four presence maps (``kd_components.subsets``): 8.
 
     Raises:
         InputError: as ``student_channel``.
     """
+    if subsets.is_any(modality):
+        return 2 * len(brats.TEACHER_CHANNELS)
     return len(student_channel(modality))
 
 
@@ -238,7 +245,63 @@ def student_modality_name(modality: str) -> str:
     Raises:
         InputError: as ``student_channel``.
     """
+    if subsets.is_any(modality):
+        return subsets.ANY
     try:
         return brats.canonical_combination(modality)
     except ValueError as e:
         raise InputError(f"--student_modality: {e}") from None
+
+
+def input_subset(modality: str, input_modalities: str | None = None) -> str | None:
+    """The sequences a student is evaluated on (``--input_modalities``), checked against its modality.
+
+    Args:
+        modality: ``--student_modality``.
+        input_modalities: a subset (``flair``, ``t1ce+flair``); None: the student's own sequences (for ``any``:
+            each validation case's fixed subset, ``kd_components.subsets.case_subset``).
+
+    Returns:
+        the canonical subset name, or None.
+
+    Raises:
+        InputError: a malformed subset, or one other than a dedicated student's own sequences.
+    """
+    if input_modalities is None:
+        return None
+    try:
+        subset = brats.canonical_combination(input_modalities)
+    except ValueError as e:
+        raise InputError(f"--input_modalities: {e}") from None
+    if not subsets.is_any(modality) and subset != student_modality_name(modality):
+        raise InputError(
+            f"--input_modalities {input_modalities}: a {student_modality_name(modality)} student reads "
+            f"{student_modality_name(modality)} only; train a --student_modality any student to choose the inputs."
+        )
+    return subset
+
+
+def student_batch(modality: str, input_modalities: str | None = None):
+    """The ``prepare_batch`` of the student's validation and evaluation: its channels sliced from the 4-channel
+    batch (``SelectChannelsBatch``), or for ``any`` the subset's 8-channel input (``SubsetInputBatch``).
+
+    Raises:
+        InputError: as ``student_channel`` and ``input_subset``.
+    """
+    from kd_components.training.batch import SelectChannelsBatch, SubsetInputBatch
+
+    subset = input_subset(modality, input_modalities)
+    if subsets.is_any(modality):
+        return SubsetInputBatch(subset)
+    return SelectChannelsBatch(student_channel(modality))
+
+
+def student_input(modality: str):
+    """What the trainer feeds the student from the 4-channel batch: None (its channels sliced) for a dedicated
+    student, ``ModalityDropout`` (one random subset of the 15 per case and iteration) for ``any``.
+
+    Raises:
+        InputError: as ``student_channel``.
+    """
+    student_channel(modality)
+    return subsets.ModalityDropout() if subsets.is_any(modality) else None

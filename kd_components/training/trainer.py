@@ -137,6 +137,9 @@ class DistillationTrainer(SupervisedTrainer):
         teacher: the frozen teacher (``kd_components.training.load_teacher``), or None (baseline, or cached logits).
             It is moved to ``device`` and never trained; it does not run when no teacher term has weight.
         student_channels: channel index or indices of the batch image the student sees.
+        student_input: instead of ``student_channels``, a callable that makes the student's input from the
+            ``num_modalities``-channel batch image (``BNHWD``), e.g. ``kd_components.subsets.ModalityDropout`` for
+            the ``any`` student (a random subset per case, zeroed, plus presence maps); None: the channels sliced.
         num_modalities: channels every batch image must have (the teacher's input).
         student_feature_layer: student module whose output is its feature map (for ``feature_weight > 0``).
         teacher_feature_layer: the teacher's (idem).
@@ -172,6 +175,7 @@ class DistillationTrainer(SupervisedTrainer):
         feature_adapter: nn.Module | None = None,
         cached_logits_key: str | None = None,
         probe_size: Sequence[int] | None = None,
+        student_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
         **kwargs: Any,
     ):
         channels = [int(student_channels)] if isinstance(student_channels, int) else [int(c) for c in student_channels]
@@ -194,6 +198,9 @@ class DistillationTrainer(SupervisedTrainer):
         self.logger = logging.getLogger(self.__class__.__name__)
         self.accumulation_steps = accumulation_steps
         self.student_channels, self.num_modalities = channels, int(num_modalities)
+        if student_input is not None and not callable(student_input):
+            raise ValueError(f"student_input must be callable (image -> student input), got {type(student_input)}.")
+        self.student_input = student_input
         self.cached_logits_key = cached_logits_key
         self.teacher_seconds: list[float] = []  # the teacher's cost per iteration (the benchmark reads it)
         loss = _LossNeeds(loss_function)
@@ -258,7 +265,7 @@ class DistillationTrainer(SupervisedTrainer):
             was_training = self.network.training
             self.network.eval()
             try:
-                s_out = main_output(self.network(x[:, self.student_channels]))
+                s_out = main_output(self.network(self._student_view(x)))
             finally:
                 self.network.train(was_training)
             s_feat = self.student_hook.pop() if self.student_hook is not None else None
@@ -281,6 +288,12 @@ class DistillationTrainer(SupervisedTrainer):
                 except (KeyError, ValueError, RuntimeError) as e:
                     cause = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
                     raise InputError(f"kd_terms: term '{term.name}' ({type(term).__name__}): {cause}") from None
+
+    def _student_view(self, image: torch.Tensor) -> torch.Tensor:
+        """The student's input from the teacher's (``BNHWD``): ``student_input`` of it, or its channels."""
+        if self.student_input is not None:
+            return self.student_input(image)
+        return image[:, self.student_channels]
 
     def _adapt(self, features: torch.Tensor | None) -> torch.Tensor | None:
         if features is None or self.feature_adapter is None:
@@ -348,7 +361,7 @@ class DistillationTrainer(SupervisedTrainer):
         labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
         teacher_outputs = self._named(teacher_logits, self.teacher_hooks, detach=True)
-        inputs = image[:, self.student_channels]
+        inputs = self._student_view(image)
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
 
         def _compute_pred_loss():
