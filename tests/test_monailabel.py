@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -72,6 +73,10 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
     torch.manual_seed(0)
     net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=8, in_channels=1, out_channels=3)
     torch.save(net.state_dict(), student_ckpt)
+    # the one student for every subset: 8 input channels (four sequences, absent ones zero, and presence maps)
+    any_ckpt = tmp / "student_any.pt"
+    net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=8, in_channels=8, out_channels=3)
+    torch.save(net.state_dict(), any_ckpt)
     zips = [
         package_bundle(REPO / "bundles" / "teacher", tmp / "dist", ckpt=teacher_ckpt, torchscript=False),
         package_bundle(
@@ -80,6 +85,14 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
             ckpt=student_ckpt,
             overrides={"init_filters": 8, "roi_size": [32, 32, 32], "num_workers": 0},
             student_modality="t2",
+            torchscript=False,
+        ),
+        package_bundle(
+            REPO / "bundles" / "student_kd",
+            tmp / "dist",
+            ckpt=any_ckpt,
+            overrides={"init_filters": 8, "roi_size": [32, 32, 32], "num_workers": 0},
+            student_modality="any",
             torchscript=False,
         ),
     ]
@@ -92,6 +105,10 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
     case = cases[-1]
     stack_case(case.folder, studies / "case_stack.nii.gz")
     shutil.copyfile(case.files["t2"], studies / "case_t2.nii.gz")
+    # what the any student is sent: one image named by its sequence, and two sequences stacked in one file named by
+    # them (a MONAI Label request names one datastore image)
+    shutil.copyfile(case.files["flair"], studies / "case_flair.nii.gz")
+    stack_case(case.folder, studies / "case_t1ce+flair.nii.gz", modality="t1ce+flair")
     # the datastore MONAI Label trains on: stacked 4-channel images with their final labels
     for c in cases[:-1]:
         stack_case(c.folder, studies / f"train_{c.name}.nii.gz")
@@ -109,7 +126,7 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
         str(studies),
         "--conf",
         "models",
-        "brats_kdnet_teacher,brats_kdnet_student_t2",
+        "brats_kdnet_teacher,brats_kdnet_student_t2,brats_kdnet_student_any",
         "--conf",
         "zoo_source",
         "local",
@@ -149,7 +166,8 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
 
 
 def _infer(url: str, model: str, image: str, out: Path) -> Path:
-    req = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=image", method="POST")
+    # the image id quoted as any client must (a '+' in a query string reads as a space)
+    req = urllib.request.Request(f"{url}/infer/{model}?image={urllib.parse.quote(image)}&output=image", method="POST")
     with urllib.request.urlopen(req, timeout=600) as r:
         assert r.status == 200
         out.write_bytes(r.read())
@@ -159,7 +177,7 @@ def _infer(url: str, model: str, image: str, out: Path) -> Path:
 @pytest.mark.slow
 def test_info_lists_both_bundles(served):
     _, _, _, info, _, _ = served
-    assert {"brats_kdnet_teacher", "brats_kdnet_student_t2"} <= set(info["models"])
+    assert {"brats_kdnet_teacher", "brats_kdnet_student_t2", "brats_kdnet_student_any"} <= set(info["models"])
     assert info["models"]["brats_kdnet_student_t2"]["type"] == "segmentation"
 
 
@@ -180,6 +198,36 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
         bundle_root=str(bundle),
         output_dir=str(tmp_path / "own"),
         input_image=str(studies / "case_t2.nii.gz"),
+        num_workers=0,
+        device="cpu",
+    )
+    own = np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
+    assert (own == labels).mean() > 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image, sequences", [("case_flair", ["flair"]), ("case_t1ce+flair", ["t1ce", "flair"])])
+def test_served_any_student_segments_from_one_image_or_two(served, tmp_path, image, sequences):
+    """The one student for every subset, served: a request with the case's FLAIR alone, and one with its T1c and
+    FLAIR (stacked, the file named by them), each answered with a BraTS label map on the input's grid, the same map
+    MONAI itself writes from the separate files of those sequences."""
+    url, studies, app, info, case, log = served
+    assert "brats_kdnet_student_any" in info["models"]
+    out = _infer(url, "brats_kdnet_student_any", image, tmp_path / "any.nii.gz")
+    pred, ref = nib.load(out), nib.load(case.files["flair"])
+    labels = np.asarray(pred.dataobj)
+    assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+    assert set(np.unique(labels).tolist()) <= BRATS_LABELS
+    names = "+".join({"t1ce": "T1c", "flair": "FLAIR"}[m] for m in sequences)
+    assert f"segmenting from {names} (absent:" in log.read_text()
+    bundle = app / "model" / "brats_kdnet_student_any"
+    run_workflow(
+        bundle / "configs" / "inference.json",
+        "run",
+        tiny=False,
+        bundle_root=str(bundle),
+        output_dir=str(tmp_path / "own"),
+        input_image=[str(case.files[m]) for m in sequences],
         num_workers=0,
         device="cpu",
     )
