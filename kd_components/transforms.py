@@ -25,6 +25,7 @@ from kd_components.brats import ET_LABEL, LABEL_VALUES, name_convention
 from kd_components.data.datalist import LABELLED_KEY
 
 __all__ = [
+    "FillAbsentd",
     "PresenceInputd",
     "listed_sequences",
     "named_sequences",
@@ -528,4 +529,58 @@ class PresenceInputd(MapTransform):
                 "+".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n in names),
                 ", ".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n not in names) or "none",
             )
+        return d
+
+
+class FillAbsentd(MapTransform):
+    """The four channels of a case that lacks some sequences: the loaded channels put at their teacher channels, the
+    absent ones zero (a normalised image's mean), and ``present_key`` set to the four presence flags (a bool
+    tensor) for the trainer's modality dropout and the ``any`` student's validation. A complete case (four
+    channels, no flags) gets all four flags set; anything else passes unchanged (the trainer refuses it by name).
+
+    Args:
+        keys: the image key.
+        present_key: the item key of the flags (``kd_components.data.datalist.PRESENT_KEY``: as the datalist
+            loader writes it for an entry with null at an absent sequence).
+        num_channels: the teacher's channels (4).
+        allow_missing_keys: don't raise when a key is absent.
+
+    Raises:
+        ValueError: at call, flags whose count of present channels differs from the image's channels.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        present_key: str = "present",
+        num_channels: int = 4,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.present_key, self.num_channels = present_key, int(num_channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            flags = d.get(self.present_key)
+            if flags is None:
+                if image.shape[0] == self.num_channels:
+                    d[self.present_key] = torch.ones(self.num_channels, dtype=torch.bool)
+                continue
+            flags = [bool(f) for f in (flags.tolist() if isinstance(flags, torch.Tensor) else flags)]
+            if len(flags) != self.num_channels or sum(flags) != image.shape[0]:
+                raise ValueError(
+                    f"case '{d.get('case', source_name(d, key) or '?')}': presence flags {flags} do not fit an image "
+                    f"of shape {tuple(image.shape)}: give one flag per channel ({self.num_channels}), as many set "
+                    f"as files loaded."
+                )
+            if image.shape[0] == self.num_channels:
+                d[self.present_key] = torch.tensor(flags)
+                continue
+            full = torch.zeros((self.num_channels, *image.shape[1:]), dtype=image.dtype, device=image.device)
+            full[torch.tensor(flags)] = torch.as_tensor(image)
+            if isinstance(image, MetaTensor):
+                full = MetaTensor(full, meta=dict(image.meta), applied_operations=list(image.applied_operations))
+            d[key], d[self.present_key] = full, torch.tensor(flags)
         return d

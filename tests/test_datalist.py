@@ -359,3 +359,38 @@ def test_symlinked_case_folders_are_found(tiny_phantom, tmp_path):
         (data / case.name).symlink_to(case, target_is_directory=True)
     (data / "loop").symlink_to(data, target_is_directory=True)  # a link back up the tree is walked once
     assert [c.name for c in find_cases(data)] == [c.name for c in cases]
+
+
+def test_absent_sequences_kept_for_the_any_student_in_training(tiny_phantom, tmp_path):
+    """``--allow-absent-sequences``: a case lacking T2, one lacking T1c and T1, both kept in training with null at
+    their channels; loading them with ``allow_absent`` gives the files they have and their presence flags."""
+    root = _copy(tiny_phantom, tmp_path / "d", n=5)
+    (root / "Phantom_00000" / "Phantom_00000_t2.nii.gz").unlink()
+    for m in ("t1ce", "t1"):
+        (root / "Phantom_00001" / f"Phantom_00001_{m}.nii.gz").unlink()
+    with pytest.raises(
+        InputError, match="for a --student_modality any student, write the datalist with --allow-absent"
+    ):
+        find_cases(root)
+    dl = build_datalist(root, 0.2, 0.2, 0, allow_absent=True)
+    by_case = {e["case"]: e for e in dl["training"]}
+    assert by_case["Phantom_00000"]["image"][2] is None and None not in by_case["Phantom_00000"]["image"][:2]
+    assert by_case["Phantom_00001"]["image"][:2] == [None, None]
+    assert all(None not in e["image"] for s in ("validation", "test") for e in dl[s]), "only complete cases scored"
+    path = write_datalist(dl, root / "datalist.json", root)
+    items = {i["case"]: i for i in load_datalist(path, "training", root, allow_absent=True)}
+    assert items["Phantom_00001"]["present"] == [False, False, True, True]
+    assert [Path(p).name for p in items["Phantom_00001"]["image"]] == [
+        "Phantom_00001_t2.nii.gz",
+        "Phantom_00001_flair.nii.gz",
+    ]
+    with pytest.raises(InputError, match=r"case 'Phantom_00001' lacks T1c, T1 \(null in 'image'\): cases with absent"):
+        load_datalist(path, "training", root)
+
+
+def test_ill_case_with_no_sequence(tiny_phantom, tmp_path):
+    root = _copy(tiny_phantom, tmp_path / "d")
+    for m in ("t1ce", "t1", "t2", "flair"):
+        (root / "Phantom_00002" / f"Phantom_00002_{m}.nii.gz").unlink()
+    with pytest.raises(InputError, match="Every case needs its segmentation and at least one sequence"):
+        find_cases(root, allow_absent=True)

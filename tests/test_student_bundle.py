@@ -460,3 +460,31 @@ def test_any_student_distils_then_segments_from_one_image_or_two(tiny_phantom, t
     )
     summary = json.loads((tmp_path / "eval_flair" / "metrics_summary.json").read_text())
     assert summary["tags"]["input_modalities"] == "t2f" and summary["tags"]["modality"] == "any"
+
+
+@pytest.mark.slow
+def test_any_student_and_asked_teacher_train_on_cases_with_absent_sequences(tiny_phantom, tmp_path):
+    """A datalist whose training cases lack sequences (written with --allow-absent-sequences): the teacher trains on
+    it when asked (--allow_absent_sequences true), the any student distils on it; a dedicated student, and the
+    teacher not asked, are refused by case name before any work."""
+    import shutil
+
+    from kd_components.data.datalist import build_datalist, write_datalist
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom, data)
+    (data / "Phantom_00000" / "Phantom_00000_t2.nii.gz").unlink()
+    for m in ("t1ce", "t1"):
+        (data / "Phantom_00001" / f"Phantom_00001_{m}.nii.gz").unlink()
+    write_datalist(build_datalist(data, 0.2, 0.2, 0, allow_absent=True), data / "datalist.json", data)
+    lacking = r"case 'Phantom_0000[01]' lacks .* \(null in 'image'\)"
+    with pytest.raises(SystemExit, match=lacking):
+        run_workflow(TEACHER / "train.json", bundle_root=str(tmp_path / "t0"), dataset_dir=str(data), run=False)
+    teacher = tmp_path / "teacher"
+    run_workflow(
+        TEACHER / "train.json", bundle_root=str(teacher), dataset_dir=str(data), epochs=1, allow_absent_sequences=True
+    ).finalize()
+    kd = _train_kd(tmp_path, data, teacher / "models" / "model.pt", student_modality="any")
+    assert kd.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
+    with pytest.raises(SystemExit, match=lacking):
+        _train_kd(tmp_path / "t1ce", data, teacher / "models" / "model.pt", student_modality="t1ce")

@@ -171,3 +171,42 @@ def test_ill_presence_transform():
         PresenceInputd("image", modality="any")({"image": unnamed})
     with pytest.raises(ValueError, match=r"has 1 channel\(s\) \(shape \(1, 2, 2, 2\)\) for the sequences t1ce\+flair"):
         PresenceInputd("image", modality="any")({"image": unnamed, "modalities": "t1ce+flair"})
+
+
+def test_fill_absent_puts_each_channel_at_its_sequence():
+    from kd_components.transforms import FillAbsentd
+
+    image = MetaTensor(torch.stack([torch.full((2, 2, 2), 3.0), torch.full((2, 2, 2), 4.0)]))
+    out = FillAbsentd("image")({"image": image, "present": [False, False, True, True]})
+    assert out["image"].shape == (4, 2, 2, 2) and out["image"][:, 0, 0, 0].tolist() == [0.0, 0.0, 3.0, 4.0]
+    assert out["present"].tolist() == [False, False, True, True] and isinstance(out["image"], MetaTensor)
+    complete = FillAbsentd("image")({"image": torch.ones(4, 2, 2, 2)})
+    assert complete["present"].tolist() == [True] * 4
+    with pytest.raises(ValueError, match=r"presence flags \[True, False, False, False\] do not fit an image of shape"):
+        FillAbsentd("image")({"image": image, "present": [True, False, False, False], "case": "C"})
+
+
+def test_trainer_draws_only_among_the_sequences_a_case_has():
+    """The trainer hands the datalist's presence flags to the any student's modality dropout, and refuses a case
+    without a dedicated student's channel."""
+    from types import SimpleNamespace
+
+    from kd_components.training.trainer import DistillationTrainer
+
+    image = torch.randn(64, 4, 2, 2, 2)
+    present = torch.tensor([[False, True, False, True]] * 64)
+    trainer = SimpleNamespace(student_input=subsets.ModalityDropout(), student_channels=[0])
+    x = DistillationTrainer._student_view(trainer, image, present)
+    assert not x[:, [4, 6]].any() and not x[:, [0, 2]].any(), "T1c and T2 never drawn for these cases"
+    assert x[:, 5].any() and x[:, 7].any()
+    dedicated = SimpleNamespace(student_input=None, student_channels=[0])
+    with pytest.raises(InputError, match=r"a training case lacks one of the student's channels \[0\]"):
+        DistillationTrainer._student_view(dedicated, image, present)
+    assert DistillationTrainer._student_view(dedicated, image, None).shape == (64, 1, 2, 2, 2)
+
+
+def test_ill_allow_absent_sequences_for_a_dedicated_student():
+    with pytest.raises(InputError, match="--allow_absent_sequences true with --student_modality flair: only"):
+        settings.check_absent_sequences(True, "flair")
+    assert settings.check_absent_sequences("true", "any") is True
+    assert settings.check_absent_sequences(False, "flair") is False

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         "one: brats2018_mmformer_fold0, brats2018_public42); --val-fraction then moves that share of its training "
         "cases to validation when it has none, and --test-fraction is not used",
     )
+    d.add_argument(
+        "--allow-absent-sequences",
+        action="store_true",
+        help="keep cases that lack some of the four sequences (null at their channels, all in training): the training "
+        "data of a --student_modality any student; without it such cases are refused by name",
+    )
     k = sub.add_parser("stack", help="write one case's four modalities as one 4-channel NIfTI (T1c, T1, T2, FLAIR)")
     k.add_argument("--case-dir", required=True, help="folder of one BraTS case (2018-2021 or 2023 layout)")
     k.add_argument("--output", required=True, help="4-channel NIfTI to write, e.g. studies/CASE.nii.gz")
@@ -87,7 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         out = write_datalist(dl, args.output, args.data_dir)
     else:
         out = write_datalist(
-            build_datalist(args.data_dir, args.val_fraction, args.test_fraction, args.seed), args.output, args.data_dir
+            build_datalist(
+                args.data_dir,
+                args.val_fraction,
+                args.test_fraction,
+                args.seed,
+                allow_absent=args.allow_absent_sequences,
+            ),
+            args.output,
+            args.data_dir,
         )
     import json
 

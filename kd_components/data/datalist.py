@@ -34,6 +34,7 @@ __all__ = [
     "load_datalist",
     "check_entry",
     "missing_data",
+    "PRESENT_KEY",
 ]
 
 _FILE_RE = re.compile(r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(\.gz)?$")
@@ -48,15 +49,28 @@ class BratsCase:
     convention: str
     files: dict[str, Path] = field(default_factory=dict)
 
-    def missing(self) -> list[str]:
-        """Expected file names of the roles that were not found."""
+    def missing(self, allow_absent: bool = False) -> list[str]:
+        """Expected file names of the roles that were not found (``allow_absent``: of the segmentation only, and of
+        the sequences when the case has none)."""
         sep, suffixes = FILE_SEPARATOR[self.convention], FILE_SUFFIXES[self.convention]
         suffix_of = {role: suffix for suffix, role in suffixes.items()}
-        return [f"{self.name}{sep}{suffix_of[r]}.nii.gz" for r in (*TEACHER_CHANNELS, "seg") if r not in self.files]
+        roles = (*TEACHER_CHANNELS, "seg")
+        if allow_absent and any(m in self.files for m in TEACHER_CHANNELS):
+            roles = ("seg",)
+        return [f"{self.name}{sep}{suffix_of[r]}.nii.gz" for r in roles if r not in self.files]
+
+    def absent(self) -> list[str]:
+        """The sequences (canonical names) this case has no file for."""
+        return [m for m in TEACHER_CHANNELS if m not in self.files]
 
 
-def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
+def find_cases(data_dir: str | os.PathLike, allow_absent: bool = False) -> list[BratsCase]:
     """Find BraTS cases under ``data_dir`` (any depth), in either layout, sorted by name.
+
+    Args:
+        data_dir: the folder of the case folders.
+        allow_absent: accept cases that lack some of the four sequences (at least one, and the segmentation): the
+            training data of a ``--student_modality any`` student (or a teacher trained with absent sequences).
 
     Raises:
         InputError: ``data_dir`` missing, no case found, a case mixing layouts or missing a modality or its
@@ -103,21 +117,28 @@ def find_cases(data_dir: str | os.PathLike) -> list[BratsCase]:
             f"no BraTS case found under '{root}': expected folders CASE/ with CASE_{{t1,t1ce,t2,flair,seg}}.nii.gz "
             f"(2018-2021) or CASE-{{t1n,t1c,t2w,t2f,seg}}.nii.gz (2023)."
         )
-    incomplete = [c for c in cases.values() if c.missing()]
+    incomplete = [c for c in cases.values() if c.missing(allow_absent)]
     if incomplete:
         detail = "; ".join(
-            f"'{c.folder}' lacks {', '.join(c.missing())}" for c in sorted(incomplete, key=lambda c: c.name)
+            f"'{c.folder}' lacks {', '.join(c.missing(allow_absent))}" for c in sorted(incomplete, key=lambda c: c.name)
+        )
+        need = (
+            "its segmentation and at least one sequence"
+            if allow_absent
+            else "all four modalities and its segmentation (for a --student_modality any student, write the datalist "
+            "with --allow-absent-sequences)"
         )
         raise InputError(
-            f"{len(incomplete)} case(s) incomplete: {detail}. Every case needs all four modalities and its "
-            f"segmentation: add the files or move the case out of the data folder."
+            f"{len(incomplete)} case(s) incomplete: {detail}. Every case needs {need}: add the files or move the "
+            f"case out of the data folder."
         )
     return sorted(cases.values(), key=lambda c: c.name)
 
 
 def _entry(case: BratsCase, root: Path) -> dict:
     return {
-        "image": [case.files[m].relative_to(root).as_posix() for m in TEACHER_CHANNELS],
+        # an absent sequence (a datalist written with --allow-absent-sequences) is null at its channel
+        "image": [case.files[m].relative_to(root).as_posix() if m in case.files else None for m in TEACHER_CHANNELS],
         "label": case.files["seg"].relative_to(root).as_posix(),
         "case": case.name,
         "label_convention": case.convention,
@@ -137,12 +158,14 @@ def build_datalist(
     test_fraction: float = 0.2,
     seed: int = 0,
     check_images: bool = True,
+    allow_absent: bool = False,
 ) -> dict:
     """Datalist of the BraTS cases under ``data_dir`` split at random into training, validation and test.
 
     Paths are relative to ``data_dir`` (the bundles' ``dataset_dir``). Splits are deterministic by ``seed``; each
     of validation and test gets at least one case when the fraction is non-zero and there are three cases or
-    more, and training always keeps at least one.
+    more, and training always keeps at least one. With ``allow_absent`` cases lacking sequences are kept (null at
+    their channels in ``image``), all in training: validation and test are drawn from the complete cases.
 
     Raises:
         InputError: bad fractions, or any problem of :func:`find_cases` / :func:`check_entry`.
@@ -155,10 +178,11 @@ def build_datalist(
             f"keep the sum below 1."
         )
     root = Path(data_dir)
-    cases = find_cases(root)
-    entries = [_entry(c, root) for c in cases]
+    cases = find_cases(root, allow_absent)
+    entries = [_entry(c, root) for c in cases if not c.absent()]
+    partial = [_entry(c, root) for c in cases if c.absent()]
     if check_images:
-        problems = [p for e in entries for p in check_entry(e, root)]
+        problems = [p for e in entries + partial for p in check_entry(e, root, allow_absent=allow_absent)]
         validate.flush()
         if problems:
             raise InputError(f"{len(problems)} problem(s) in '{root}': " + "; ".join(problems))
@@ -186,7 +210,7 @@ def build_datalist(
         "channel_order": [CHANNEL_NAMES[m] for m in TEACHER_CHANNELS],
         "label_convention": conventions[0] if len(conventions) == 1 else "mixed",
         "split_seed": int(seed),
-        "training": [entries[i] for i in train],
+        "training": [entries[i] for i in train] + partial,
         "validation": [entries[i] for i in val],
         "test": [entries[i] for i in test],
     }
@@ -316,6 +340,7 @@ def datalist_leaks(content: dict, base_dir: str | os.PathLike) -> str:
                 continue
             name = str(item.get("case") or f"entry {i}")
             files = [item.get("image")] if isinstance(item.get("image"), str) else list(item.get("image") or [])
+            files = [f for f in files if f is not None]  # an absent sequence
             files += [item["label"]] if isinstance(item.get("label"), str) else []
             keys = [f"case {name}"] if item.get("case") else []  # unnamed entries are told apart by their files
             keys += [f"file {(base / f).resolve()}" for f in files]
@@ -343,12 +368,13 @@ def _header_shape(path: Path) -> tuple[int, ...]:
     return tuple(int(s) for s in nib.load(str(path)).shape)
 
 
-def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -> list[str]:
+def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4, allow_absent: bool = False) -> list[str]:
     """Problems of one datalist entry (empty list when it is usable), each with the file and how to fix it.
 
     Every voxel is read (``kd_components.data.validate.case_problems``): missing or unreadable files, shapes or
     affines that differ, NaN/Inf voxels, empty modalities, label values outside the case's convention. Clean cases
-    are remembered by path, size and modification time, so a second run re-reads only what changed.
+    are remembered by path, size and modification time, so a second run re-reads only what changed. A null in
+    ``image`` (an absent sequence) is a problem unless ``allow_absent``, and a case needs one sequence at least.
     """
     base = Path(base_dir)
     name = entry.get("case") or entry.get("label") or "?"
@@ -358,6 +384,16 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4) -
     if not isinstance(images, list) or len(images) != n_channels:
         return [f"case '{name}': 'image' must list {n_channels} modality file(s) (T1c, T1, T2, FLAIR), got {images!r}"]
     problems = []
+    absent = [CHANNEL_NAMES[m] for m, p in zip(TEACHER_CHANNELS, images) if p is None] if n_channels == 4 else []
+    if len(absent) == len(images):
+        return [f"case '{name}': 'image' lists no sequence (all null): give at least one file"]
+    if absent and not allow_absent:
+        problems.append(
+            f"case '{name}' lacks {', '.join(absent)} (null in 'image'): cases with absent sequences train only a "
+            f"--student_modality any student, or the teacher with --allow_absent_sequences true; add the file(s) "
+            f"or leave the case out of this split"
+        )
+    images = [p for p in images if p is not None]
     if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():
         problems.append(
             f"case '{name}': cached teacher logits '{base / entry['teacher_logits']}' do not exist (write them "
@@ -392,6 +428,7 @@ def load_datalist(
     n_channels: int = 4,
     check: bool = True,
     missing_ok: bool = False,
+    allow_absent: bool = False,
 ) -> list[dict]:
     """Load one split of a datalist for a bundle, checking it first; paths come back joined to ``base_dir``.
 
@@ -405,9 +442,12 @@ def load_datalist(
         check: read every file's header and compare shapes (a few seconds for a BraTS training set).
         missing_ok: a missing data folder or datalist file gives ``[]`` instead of an error: the bundles' training
             datalist, whose absence ``check_inputs`` reports together with the run's other missing inputs.
+        allow_absent: accept entries whose ``image`` has null at an absent sequence; such an item comes back with
+            the files it has and ``present`` (one flag per channel, ``PRESENT_KEY``) for ``FillAbsentd``.
 
     Raises:
-        InputError: missing folder or file (unless ``missing_ok``), unreadable or empty datalist, missing split,
+        InputError: missing folder or file (unless ``missing_ok``), an absent sequence (unless ``allow_absent``),
+            unreadable or empty datalist, missing split,
             missing or unreadable images, shapes that differ (all problems of the split in one message).
     """
     base, path = Path(base_dir), Path(data_list_file_path)
@@ -436,7 +476,7 @@ def load_datalist(
         if not isinstance(item, dict) or "image" not in item:
             problems.append(f"entry {i} of '{data_list_key}' has no 'image'")
         elif check:
-            problems.extend(check_entry(item, base, n_channels))
+            problems.extend(check_entry(item, base, n_channels, allow_absent))
     validate.flush()
     if problems:
         count = f"{len(problems)} problem(s)"
@@ -444,8 +484,16 @@ def load_datalist(
     return [_join(item, base) for item in items]
 
 
+#: the item key of the channels a case has (one flag per teacher channel), for items with absent sequences.
+PRESENT_KEY = "present"
+
+
 def _join(item: dict, base: Path) -> dict:
     out = dict(item)
+    images = out.get("image")
+    if isinstance(images, list) and any(p is None for p in images):
+        out[PRESENT_KEY] = [p is not None for p in images]
+        out["image"] = [p for p in images if p is not None]
     for key in ("image", "label", "teacher_logits"):
         if key in out:
             v = out[key]
@@ -465,6 +513,7 @@ def load_training_items(
     unlabelled_split: str | None = None,
     n_channels: int = 4,
     missing_ok: bool = True,
+    allow_absent: bool = False,
 ) -> list[dict]:
     """The training items of a bundle: the ``training`` split, plus the cases of ``unlabelled_split`` with their
     labels withheld.
@@ -475,16 +524,19 @@ def load_training_items(
     None the items are exactly those of :func:`load_datalist` (no ``labelled`` key).
 
     Args:
-        data_list_file_path, base_dir, n_channels, missing_ok: as :func:`load_datalist` (for ``training``).
+        data_list_file_path, base_dir, n_channels, missing_ok, allow_absent: as :func:`load_datalist` (for
+            ``training``).
         unlabelled_split: datalist key of the cases used without their labels; None for none.
 
     Raises:
         InputError: as :func:`load_datalist`, whose leak check refuses a case (by name or by a file) in both splits.
     """
-    items = load_datalist(data_list_file_path, "training", base_dir, n_channels, missing_ok=missing_ok)
+    items = load_datalist(
+        data_list_file_path, "training", base_dir, n_channels, missing_ok=missing_ok, allow_absent=allow_absent
+    )
     if not unlabelled_split:
         return items
     # a case in both splits is refused by load_datalist's leak check (datalist_leaks), with the two split names
-    extra = load_datalist(data_list_file_path, str(unlabelled_split), base_dir, n_channels)
+    extra = load_datalist(data_list_file_path, str(unlabelled_split), base_dir, n_channels, allow_absent=allow_absent)
     withheld = [{**{k: v for k, v in item.items() if k != "label"}, LABELLED_KEY: False} for item in extra]
     return [{**item, LABELLED_KEY: True} for item in items] + withheld

@@ -10,6 +10,7 @@ import torch
 from monai.engines.utils import default_prepare_batch
 
 from kd_components import subsets
+from kd_components.data.datalist import PRESENT_KEY
 from kd_components.errors import InputError
 
 __all__ = ["SelectChannelsBatch", "SubsetInputBatch", "check_modalities", "four_channel_message"]
@@ -100,8 +101,17 @@ class SubsetInputBatch:
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
         check_modalities(image, self.num_modalities)
+        has = batchdata.get(PRESENT_KEY) if isinstance(batchdata, dict) else None  # FillAbsentd's flags
+        has = [[True] * image.shape[1]] * image.shape[0] if has is None else torch.as_tensor(has).bool().tolist()
+        names = self._names(batchdata, image.shape[0])
         if self.present is not None:
+            lacking = [n for n, h in zip(names, has) if any(p and not c for p, c in zip(self.present, h))]
+            if lacking:
+                raise InputError(
+                    f"case '{lacking[0]}' lacks a sequence of the subset asked for ({self.present}, T1c/T1/T2/FLAIR "
+                    "order): evaluate a subset on cases that have it."
+                )
             flags = [self.present] * image.shape[0]
         else:
-            flags = [subsets.case_subset(name) for name in self._names(batchdata, image.shape[0])]
+            flags = [subsets.case_subset(n, h) for n, h in zip(names, has)]
         return subsets.presence_input(image, torch.tensor(flags, device=image.device)), label

@@ -305,3 +305,19 @@ def student_input(modality: str):
     """
     student_channel(modality)
     return subsets.ModalityDropout() if subsets.is_any(modality) else None
+
+
+def check_absent_sequences(allow: object, modality: str) -> bool:
+    """``--allow_absent_sequences``, checked against the student: only the ``any`` student reads a case that lacks
+    sequences (a dedicated student would be handed a zero channel as if it were a scan).
+
+    Raises:
+        InputError: a value that is not a boolean, or true for a dedicated student.
+    """
+    allowed = as_bool(allow, "allow_absent_sequences")
+    if allowed and not subsets.is_any(modality):
+        raise InputError(
+            f"--allow_absent_sequences true with --student_modality {modality}: only a --student_modality any student "
+            "trains on cases that lack sequences; leave it unset, or train an any student."
+        )
+    return allowed

@@ -28,7 +28,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
-from kd_components.data.datalist import LABELLED_KEY
+from kd_components.data.datalist import LABELLED_KEY, PRESENT_KEY
 from kd_components.errors import InputError
 from kd_components.networks import FeatureHook, main_output
 from kd_components.training.batch import check_modalities
@@ -289,10 +289,20 @@ class DistillationTrainer(SupervisedTrainer):
                     cause = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
                     raise InputError(f"kd_terms: term '{term.name}' ({type(term).__name__}): {cause}") from None
 
-    def _student_view(self, image: torch.Tensor) -> torch.Tensor:
-        """The student's input from the teacher's (``BNHWD``): ``student_input`` of it, or its channels."""
+    def _student_view(self, image: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """The student's input from the teacher's (``BNHWD``): ``student_input`` of it (with the channels each case
+        has, ``present``: ``B x N`` flags, for a datalist with absent sequences), or its channels.
+
+        Raises:
+            InputError: a case without some of the channels a dedicated student reads.
+        """
         if self.student_input is not None:
-            return self.student_input(image)
+            return self.student_input(image) if present is None else self.student_input(image, present)
+        if present is not None and not bool(present[:, self.student_channels].all()):
+            raise InputError(
+                f"a training case lacks one of the student's channels {self.student_channels} (null in the datalist's "
+                "'image'): only a --student_modality any student trains on cases with absent sequences."
+            )
         return image[:, self.student_channels]
 
     def _adapt(self, features: torch.Tensor | None) -> torch.Tensor | None:
@@ -361,7 +371,8 @@ class DistillationTrainer(SupervisedTrainer):
         labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
         teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
         teacher_outputs = self._named(teacher_logits, self.teacher_hooks, detach=True)
-        inputs = self._student_view(image)
+        present = batchdata.get(PRESENT_KEY) if isinstance(batchdata, dict) else None  # FillAbsentd's flags
+        inputs = self._student_view(image, None if present is None else torch.as_tensor(present).bool())
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
 
         def _compute_pred_loss():
