@@ -554,6 +554,31 @@ def test_a_combination_student_packages_under_its_combination(tmp_path):
     assert parser.get_parsed_content("student_channel") == [0, 3] and parser.get_parsed_content("in_channels") == 2
 
 
+@pytest.mark.slow
+def test_the_any_student_packages_as_one_zip_for_every_subset(tmp_path):
+    """``--student-modality any``: one zip, ``..._student_any``; ``channel_def`` names the eight input channels and
+    the metadata lists the 15 subsets it takes."""
+    import zipfile
+
+    from monai.networks.nets import SegResNet
+
+    from kd_components.tools.package import package_bundle
+
+    net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16, in_channels=8, out_channels=3)
+    torch.save(net.state_dict(), tmp_path / "student.pt")
+    target = package_bundle(
+        REPO / "bundles" / "student_kd", tmp_path / "dist", ckpt=tmp_path / "student.pt", student_modality="ANY"
+    )
+    assert target.name == "brats_kdnet_student_any.zip"
+    with zipfile.ZipFile(target) as z:
+        z.extractall(tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "brats_kdnet_student_any" / "configs" / "metadata.json").read_text())
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert image["num_channels"] == 8 and image["channel_def"]["3"] == "FLAIR (0 if absent)"
+    assert image["channel_def"]["7"] == "FLAIR present (1/0)"
+    assert len(image["subsets"]) == 15 and "t1ce+flair" in image["subsets"] and meta["student_modality"] == "any"
+
+
 def _image(path: Path, channels: int) -> Path:
     """A small scan with a zero background (a ball of noise), ``channels`` on the last axis as NIfTI stacks them."""
     import nibabel as nib
