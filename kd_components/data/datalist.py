@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kd_components.brats import CHANNEL_NAMES, FILE_SEPARATOR, FILE_SUFFIXES, TEACHER_CHANNELS
+from kd_components.brats import CHANNEL_NAMES, FILE_SEPARATOR, FILE_SUFFIXES, TEACHER_CHANNELS, split_file_name
 from kd_components.data import validate
 from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
@@ -36,8 +35,6 @@ __all__ = [
     "missing_data",
     "PRESENT_KEY",
 ]
-
-_FILE_RE = re.compile(r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(\.gz)?$")
 
 
 @dataclass
@@ -88,22 +85,16 @@ def find_cases(data_dir: str | os.PathLike, allow_absent: bool = False) -> list[
             continue
         visited.add(real)
         for fname in sorted(files):
-            m = _FILE_RE.match(fname)
-            if m is None:
+            # the BraTS names are read in one place (brats.split_file_name): "x-t1.nii.gz" is not one
+            name, conv, role = split_file_name(fname)
+            if conv is None or not fname.endswith((".nii", ".nii.gz")):
                 continue
-            sep, suffix = m["sep"], m["suffix"]
-            conv = "brats2023" if suffix in ("t1n", "t1c", "t2w", "t2f") else "brats2021"
-            if suffix == "seg":
-                conv = "brats2023" if sep == "-" else "brats2021"
-            elif FILE_SEPARATOR[conv] != sep:
-                continue  # e.g. "x-t1.nii.gz": not a BraTS name
-            case = cases.setdefault(Path(folder), BratsCase(m["case"], Path(folder), conv))
+            case = cases.setdefault(Path(folder), BratsCase(name, Path(folder), conv))
             if case.convention != conv:
                 raise InputError(
                     f"case folder '{folder}' mixes the BraTS 2018-2021 names (CASE_t1ce) and the 2023 names "
                     f"(CASE-t1c): keep one layout per case."
                 )
-            role = FILE_SUFFIXES[conv][suffix]
             if role in case.files:
                 raise InputError(f"case folder '{folder}' has two files for {role}: keep one.")
             case.files[role] = Path(folder) / fname
