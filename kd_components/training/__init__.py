@@ -4,7 +4,7 @@ progress, torchrun helpers, the run record and the settings checks (the config b
 from __future__ import annotations
 
 from kd_components.training import checkpoints, data, distributed, runinfo, settings
-from kd_components.training.batch import SelectChannelsBatch
+from kd_components.training.batch import DistillationBatch, SelectChannelsBatch, SubsetInputBatch
 from kd_components.training.metrics import RegionMetricsWriter
 from kd_components.training.progress import EpochProgressBar
 from kd_components.training.resume import BestMetricState, ResumeFromCheckpoint
@@ -16,11 +16,13 @@ from kd_components.training.trainer import DistillationTrainer, loss_terms
 __all__ = [
     "AtomicCheckpointSaver",
     "BestMetricState",
+    "DistillationBatch",
     "DistillationTrainer",
     "EpochProgressBar",
     "RegionMetricsWriter",
     "ResumeFromCheckpoint",
     "SelectChannelsBatch",
+    "SubsetInputBatch",
     "StopOnBadInput",
     "checkpoints",
     "data",

@@ -115,3 +115,49 @@ class SubsetInputBatch:
         else:
             flags = [subsets.case_subset(n, h) for n, h in zip(names, has)]
         return subsets.presence_input(image, torch.tensor(flags, device=image.device)), label
+
+
+#: the keyword under which ``DistillationBatch`` hands the distillation step its per-case extras.
+EXTRAS = "distillation_inputs"
+
+
+class DistillationBatch:
+    """``prepare_batch`` of ``DistillationTrainer``: the image and label as MONAI's ``default_prepare_batch`` gives
+    them, and the per-case inputs the distillation step reads beside them, MONAI's ``PrepareBatchExtraInput`` way
+    (a 4-tuple ``image, label, args, kwargs``): ``kwargs[EXTRAS]`` holds
+
+    - ``teacher_logits``: cached teacher logits (``BNHWD``, ``python -m kd_components.tools.cache``), taken out of the
+      batch so that the engine does not decollate them (and their transform history) every iteration; only with
+      ``cached_logits_key``;
+    - ``labelled``: which cases' labels may be used (``WithheldLabeld``'s flag; absent: all);
+    - ``present``: which sequences each case has (``FillAbsentd``'s flags, ``B x 4``; absent: all).
+
+    Args:
+        cached_logits_key: the batch key of cached teacher logits; None: no cache.
+
+    Raises:
+        InputError: at call, ``cached_logits_key`` set and the batch without that tensor.
+    """
+
+    def __init__(self, cached_logits_key: str | None = None):
+        self.cached_logits_key = cached_logits_key
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        from kd_components.data.datalist import LABELLED_KEY
+
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        extras: dict = {}
+        if isinstance(batchdata, dict):
+            extras["labelled"] = batchdata.get(LABELLED_KEY)
+            present = batchdata.get(PRESENT_KEY)
+            extras["present"] = None if present is None else torch.as_tensor(present).bool().to(image.device)
+            if self.cached_logits_key is not None:
+                logits = batchdata.pop(self.cached_logits_key, None)
+                if not isinstance(logits, torch.Tensor):
+                    raise InputError(
+                        f"the batch has no '{self.cached_logits_key}' tensor: the datalist must come from 'python -m "
+                        f"kd_components.tools.cache' (pass its datalist as --data_list_file_path) and the transforms "
+                        f"must load '{self.cached_logits_key}'."
+                    )
+                extras["teacher_logits"] = torch.as_tensor(logits).to(device=device, non_blocking=non_blocking)
+        return image, label, (), {EXTRAS: extras}

@@ -3,9 +3,12 @@
 MONAI's own answer to several networks in one step is a trainer subclass (``GanTrainer``, ``AdversarialTrainer``);
 this is one. Per iteration::
 
+    prepare_batch (DistillationBatch) ──> image, label, and the per-case extras: cached teacher logits, labelled
+          │                                and presence flags (MONAI's PrepareBatchExtraInput 4-tuple)
     4-channel batch ──> teacher (eval, no_grad)  ──> teacher logits, teacher features
           │                                                       │
-          └─> the student's channel(s) ──> student ──> logits, features ──> FeatureAdapter
+          └─> the student's channel(s), or the any student's ──> student ──> logits, features ──> FeatureAdapter
+              random subset with presence maps (student_input)
                                                           │
     loss_function(pred, label, teacher_logits, teacher_features, student_features)
        -> {"loss", "loss_seg", "loss_kd", "loss_feat"}  ──> engine.state.output
@@ -24,14 +27,13 @@ from typing import Any
 
 import torch
 from monai.engines import SupervisedTrainer
-from monai.engines.utils import IterationEvents
+from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
-from kd_components.data.datalist import LABELLED_KEY, PRESENT_KEY
 from kd_components.errors import InputError
 from kd_components.networks import FeatureHook, main_output
-from kd_components.training.batch import check_modalities
+from kd_components.training.batch import EXTRAS, DistillationBatch, check_modalities
 
 __all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
 
@@ -186,6 +188,9 @@ class DistillationTrainer(SupervisedTrainer):
         accumulation_steps = kwargs.pop("accumulation_steps", 1)
         if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}.")
+        # the extras of each step (cached logits, labelled and presence flags) arrive through prepare_batch
+        if kwargs.get("prepare_batch", default_prepare_batch) is default_prepare_batch:
+            kwargs["prepare_batch"] = DistillationBatch(cached_logits_key)
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -312,11 +317,12 @@ class DistillationTrainer(SupervisedTrainer):
 
     # ------------------------------------------------------------------------------------------------ teacher
     def _teacher_outputs(
-        self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor
+        self, engine: DistillationTrainer, extras: dict, image: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The teacher's logits and features for this batch: cached in the batch, from a forward, or none."""
+        """The teacher's logits and features for this batch: cached (from ``prepare_batch``), from a forward, or
+        none."""
         if self.cached_logits_key is not None:
-            return self._cached_logits(engine, batchdata, image), None
+            return self._cached_logits(extras, image), None
         if self.teacher is None:
             return None, None
         self.teacher.eval()  # kept in eval mode every iteration, whatever flipped it
@@ -336,18 +342,17 @@ class DistillationTrainer(SupervisedTrainer):
         features = {p: (f.detach().float() if detach else f) for p, f in features.items() if f is not None}
         return {"logits": logits, "features": features}
 
-    def _cached_logits(self, engine: DistillationTrainer, batchdata: dict, image: torch.Tensor) -> torch.Tensor:
-        key = self.cached_logits_key
-        # taken out of the batch: the engine would otherwise decollate it (and its transform history) every iteration
-        logits = batchdata.pop(key, None) if isinstance(batchdata, dict) else None
+    def _cached_logits(self, extras: dict, image: torch.Tensor) -> torch.Tensor:
+        logits = extras.get("teacher_logits")
         if not isinstance(logits, torch.Tensor):
+            key = self.cached_logits_key
             raise InputError(
                 f"the batch has no '{key}' tensor: the datalist must come from 'python -m kd_components.tools.cache' "
                 f"(pass its datalist as --data_list_file_path) and the transforms must load '{key}'."
             )
         if logits.shape[2:] != image.shape[2:]:
             raise InputError(_cache_mismatch(logits.shape, image.shape, "the image"))
-        return fill_padded_logits(torch.as_tensor(logits).to(engine.state.device, non_blocking=engine.non_blocking))
+        return fill_padded_logits(logits.to(image.device))
 
     # ------------------------------------------------------------------------------------------------ iteration
     def _iteration(self, engine: DistillationTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
@@ -364,15 +369,17 @@ class DistillationTrainer(SupervisedTrainer):
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         image, targets = batch[0], batch[1]
-        args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
+        args, kwargs = (batch[2], dict(batch[3])) if len(batch) == 4 else ((), {})
+        # DistillationBatch's per-case inputs (a prepare_batch of one's own that gives none: no cache, all labelled,
+        # every sequence present)
+        extras = kwargs.pop(EXTRAS, None) or {}
         check_modalities(image, self.num_modalities)
         for hook in (*self.student_hooks.values(), *self.teacher_hooks.values()):
             hook.pop()  # maps kept by a forward outside this step (validation's sliding windows) are never handed on
-        labelled = batchdata.get(LABELLED_KEY) if isinstance(batchdata, dict) else None  # WithheldLabeld's flag
-        teacher_logits, teacher_features = self._teacher_outputs(engine, batchdata, image)
+        labelled = extras.get("labelled")
+        teacher_logits, teacher_features = self._teacher_outputs(engine, extras, image)
         teacher_outputs = self._named(teacher_logits, self.teacher_hooks, detach=True)
-        present = batchdata.get(PRESENT_KEY) if isinstance(batchdata, dict) else None  # FillAbsentd's flags
-        inputs = self._student_view(image, None if present is None else torch.as_tensor(present).bool())
+        inputs = self._student_view(image, extras.get("present"))
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
 
         def _compute_pred_loss():
