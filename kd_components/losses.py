@@ -68,7 +68,8 @@ def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -
 def tumour_neighbourhood(
     target: torch.Tensor | None, teacher_logits: torch.Tensor, margin: int, wt_channel: int | None = 1
 ) -> torch.Tensor:
-    """Mask (B1HWD, bool) of voxels within ``margin`` voxels of the tumour seen by the label or the teacher.
+    """Mask (B1HWD, bool; B1HW for 2-D inputs) of voxels within ``margin`` voxels of the tumour seen by the label or
+    the teacher.
 
     Args:
         target: label regions (BNHWD, binary) or None.
@@ -89,13 +90,14 @@ def tumour_neighbourhood(
         teacher_fg = teacher_logits[:, wt_channel : wt_channel + 1] > 0
         label_fg = target[:, wt_channel : wt_channel + 1] > 0.5 if target is not None else None
     fg = teacher_fg if label_fg is None else teacher_fg | label_fg
-    if margin > 0:  # dilation by a cube, separably: three 1-D max pools cost 3k instead of k^3 per voxel
+    if margin > 0:  # dilation by a cube (a square in 2-D), separably: one 1-D max pool per axis
         fg = fg.float()
-        k = 2 * margin + 1
-        for axis in range(3):
-            size, pad = [1, 1, 1], [0, 0, 0]
+        k, dims = 2 * margin + 1, fg.ndim - 2
+        pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
+        for axis in range(dims):
+            size, pad = [1] * dims, [0] * dims
             size[axis], pad[axis] = k, margin
-            fg = F.max_pool3d(fg, kernel_size=size, stride=1, padding=pad)
+            fg = pool(fg, kernel_size=size, stride=1, padding=pad)
         fg = fg > 0
     return fg
 

@@ -56,7 +56,7 @@ class FeatureHook:
 
 
 class FeatureAdapter(nn.Module):
-    """The student's learnable 1x1x1 convolution to the teacher's feature width (FitNets' regressor).
+    """The student's learnable 1x1x1 (1x1 in 2-D) convolution to the teacher's feature width (FitNets' regressor).
 
     An identity (no parameters) when the widths are equal, so a checkpoint or optimizer can always hold it. It
     trains with the student and is not part of the student network, whose checkpoint stays deployable as is.
@@ -65,20 +65,25 @@ class FeatureAdapter(nn.Module):
         student_channels: channels of the student's feature map.
         teacher_channels: channels of the teacher's feature map.
         always: add the convolution even when the widths are equal.
+        spatial_dims: 3 (BCHWD feature maps) or 2 (BCHW), as MONAI's networks name it.
 
     Raises:
-        ValueError: a channel count < 1.
+        ValueError: a channel count < 1, ``spatial_dims`` other than 2 or 3.
     """
 
-    def __init__(self, student_channels: int, teacher_channels: int, always: bool = False):
+    def __init__(self, student_channels: int, teacher_channels: int, always: bool = False, spatial_dims: int = 3):
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        self.spatial_dims = int(spatial_dims)
         self.student_channels, self.teacher_channels = int(student_channels), int(teacher_channels)
         if min(self.student_channels, self.teacher_channels) < 1:
             raise ValueError(
                 f"feature channels must be >= 1, got student {student_channels} and teacher {teacher_channels}."
             )
         needed = always or self.student_channels != self.teacher_channels
-        self.conv = nn.Conv3d(self.student_channels, self.teacher_channels, kernel_size=1) if needed else None
+        conv = nn.Conv3d if self.spatial_dims == 3 else nn.Conv2d
+        self.conv = conv(self.student_channels, self.teacher_channels, kernel_size=1) if needed else None
 
     @property
     def trainable(self) -> bool:
@@ -88,7 +93,7 @@ class FeatureAdapter(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            features: BCHWD with C = ``student_channels``.
+            features: BCHWD (BCHW for ``spatial_dims=2``) with C = ``student_channels``.
 
         Raises:
             ValueError: another channel count (the shape is printed).

@@ -340,3 +340,26 @@ def test_ill_agreement_without_labels():
         SigmoidKLDivLoss(agreement=True)(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 2, 2, 2))
     with pytest.raises(ValueError, match="agreement"):
         SigmoidKLDivLoss(agreement="sometimes")
+
+
+def test_two_dimensional_outputs_as_monai_losses_take_them():
+    """The output terms, the tumour neighbourhood and the feature adapter take 2-D maps (BCHW) as they take 3-D:
+    a 2-D slice gives the value of the same slice as a one-voxel-deep volume."""
+    from kd_components.losses import FeatureDistillationLoss, SigmoidKLDivLoss, tumour_neighbourhood
+    from kd_components.networks import FeatureAdapter
+
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    target = (torch.rand(2, 3, 8, 8) > 0.7).float()
+    for kw in ({}, {"region": "tumour", "balanced": True}):
+        loss = SigmoidKLDivLoss(**kw)
+        assert torch.allclose(loss(s, t, target), loss(s[..., None], t[..., None], target[..., None]), atol=1e-6)
+    mask = torch.zeros(1, 3, 9, 9)
+    mask[0, 1, 4, 4] = 5.0
+    hood = tumour_neighbourhood(None, mask, margin=1)
+    assert hood.shape == (1, 1, 9, 9) and hood.sum() == 9, "a 3x3 square around the one tumour voxel"
+    adapter = FeatureAdapter(4, 8, spatial_dims=2)
+    assert adapter(torch.randn(1, 4, 5, 5)).shape == (1, 8, 5, 5)
+    assert FeatureDistillationLoss()(torch.randn(1, 8, 5, 5), torch.randn(1, 8, 5, 5)).ndim == 0
+    with pytest.raises(ValueError, match="spatial_dims must be 2 or 3, got 1"):
+        FeatureAdapter(4, 8, spatial_dims=1)
