@@ -25,14 +25,22 @@ __all__ = [
 ]
 
 
+def cached_features_message(feature_weight: float) -> str:
+    """The one line that refuses the feature term with cached teacher outputs (the settings check and the trainer)."""
+    return (
+        f"cached teacher outputs carry logits only, but feature_weight is {feature_weight}: set --feature_weight 0 "
+        f"with configs/cached_teacher.json, or distil online for the feature term."
+    )
+
+
 def check_distillation_settings(
     seg_weight: float,
     kd_weight: float,
     feature_weight: float,
     kd_temperature: float,
-    kd_region: str = "tumour",
+    kd_region: str | None = None,
     feature_distance: str = "cosine",
-    kd_balanced: bool = True,
+    kd_balanced: bool | None = None,
     cached_logits_key: str | None = None,
     kd_channel_weights: list[float] | None = None,
     unlabelled_split: str | None = None,
@@ -40,7 +48,8 @@ def check_distillation_settings(
     kd_agreement: bool = False,
     unlabelled_pseudo_labels: bool = False,
 ) -> None:
-    """Refuse distillation settings the loss could not use, naming the override to change.
+    """Refuse distillation settings the loss could not use, naming the override to change. A setting left None is
+    not checked here: its default lives in the loss (``SigmoidKLDivLoss``, ``RegionClassKLDivLoss``), in one place.
 
     Raises:
         InputError: a negative or non-numeric weight, a temperature <= 0, an unknown region or distance, a
@@ -63,13 +72,14 @@ def check_distillation_settings(
         raise InputError(
             f"--kd_temperature {kd_temperature!r}: the temperature must be a number > 0 (typically 1-4)."
         ) from None
-    if kd_region not in KD_REGIONS:
+    if kd_region is not None and kd_region not in KD_REGIONS:
         raise InputError(f"--kd_region {kd_region!r}: use one of {', '.join(KD_REGIONS)}.")
     if feature_distance not in FeatureDistillationLoss.DISTANCES:
         raise InputError(
             f"--feature_distance {feature_distance!r}: use one of {', '.join(FeatureDistillationLoss.DISTANCES)}."
         )
-    as_bool(kd_balanced, "kd_balanced")
+    if kd_balanced is not None:
+        as_bool(kd_balanced, "kd_balanced")
     as_bool(kd_follow_margin, "kd_follow_margin")
     as_bool(kd_agreement, "kd_agreement")
     if as_bool(unlabelled_pseudo_labels, "unlabelled_pseudo_labels"):
@@ -105,10 +115,7 @@ def check_distillation_settings(
                 f"split only; distil online (drop configs/cached_teacher.json) to use unlabelled cases."
             )
     if cached_logits_key is not None and float(feature_weight) > 0:
-        raise InputError(
-            f"cached teacher outputs carry logits only, but feature_weight is {feature_weight}: set "
-            f"--feature_weight 0 with configs/cached_teacher.json, or distil online for the feature term."
-        )
+        raise InputError(cached_features_message(feature_weight))
 
 
 def missing_teacher(checkpoint: str | os.PathLike) -> str:

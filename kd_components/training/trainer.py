@@ -34,6 +34,7 @@ from torch import nn
 from kd_components.errors import InputError
 from kd_components.networks import FeatureHook, main_output
 from kd_components.training.batch import EXTRAS, DistillationBatch, check_modalities
+from kd_components.training.settings import cached_features_message
 
 __all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
 
@@ -210,10 +211,7 @@ class DistillationTrainer(SupervisedTrainer):
         self.teacher_seconds: list[float] = []  # the teacher's cost per iteration (the benchmark reads it)
         loss = _LossNeeds(loss_function)
         if loss.needs_teacher_features and cached_logits_key is not None:
-            raise InputError(
-                f"cached teacher outputs carry logits only, but feature_weight is {loss.feature_weight}: set "
-                f"--feature_weight 0 with configs/cached_teacher.json, or distil online for the feature term."
-            )
+            raise InputError(cached_features_message(loss.feature_weight))
         if not loss.needs_teacher and teacher is not None:
             self.logger.info("no teacher term has weight (kd_weight = feature_weight = 0): the teacher does not run")
             teacher = None
