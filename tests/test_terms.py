@@ -241,6 +241,9 @@ def test_a_term_defined_outside_the_package_trains_a_student_through_the_bundle(
 
     events = EventAccumulator(str(tmp_path / "student" / "eval")).Reload()
     assert "loss_l1" in events.Tags()["scalars"], events.Tags()["scalars"]
+    # and its epoch average, beside the recipe's own terms
+    line = next(x for x in (res.stdout + res.stderr).splitlines() if "distillation terms --" in x)
+    assert "train_loss_l1:" in line and float(line.split("train_loss_l1:")[1].split()[0]) >= 0, line
 
 
 def test_pairwise_affinity():
@@ -355,3 +358,19 @@ def test_ill_terms_the_trainer_refuses_in_one_line(term, extra, message):
             loss_function=DistillationLoss(lambda p, t: p.mean(), terms=[term()]), **extra,
         )  # fmt: skip
     assert "\n" not in str(err.value)
+
+
+def test_epoch_average_of_every_logged_term():
+    """``LossTermAverages``: the mean over the epoch's iterations of each ``loss_<name>`` (1, 2, 3 -> 2), as a
+    metric; a term a metric already averages is left to it."""
+    from ignite.engine import Engine
+
+    from kd_components.training import LossTermAverages
+
+    values = iter([1.0, 2.0, 3.0])
+    engine = Engine(lambda e, b: {"loss": torch.tensor(9.0), "loss_cwd": torch.tensor(next(values)), "loss_kd": 5.0})
+    engine.add_event_handler("epoch_completed", lambda e: e.state.metrics.update({"train_loss_kd": -1.0}))
+    LossTermAverages().attach(engine)
+    engine.run([0, 1, 2], max_epochs=1)
+    assert engine.state.metrics["train_loss_cwd"] == pytest.approx(2.0)
+    assert engine.state.metrics["train_loss_kd"] == -1.0 and "train_loss" not in engine.state.metrics

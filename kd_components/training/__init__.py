@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kd_components.training import checkpoints, data, distributed, runinfo, settings
 from kd_components.training.batch import DistillationBatch, SelectChannelsBatch, SubsetInputBatch
-from kd_components.training.metrics import RegionMetricsWriter
+from kd_components.training.metrics import LossTermAverages, RegionMetricsWriter
 from kd_components.training.progress import EpochProgressBar
 from kd_components.training.resume import BestMetricState, ResumeFromCheckpoint
 from kd_components.training.saver import AtomicCheckpointSaver
@@ -19,6 +19,7 @@ __all__ = [
     "DistillationBatch",
     "DistillationTrainer",
     "EpochProgressBar",
+    "LossTermAverages",
     "RegionMetricsWriter",
     "ResumeFromCheckpoint",
     "SelectChannelsBatch",

@@ -1,5 +1,6 @@
 """``RegionMetricsWriter``: the evaluator handler that writes Dice and HD95 per case and region
-(``kd_components.evaluation``'s rules) as ``metrics_per_case.csv`` and ``metrics_summary.json``."""
+(``kd_components.evaluation``'s rules) as ``metrics_per_case.csv`` and ``metrics_summary.json``;
+``LossTermAverages``: the trainer handler that averages every loss term of the iterations per epoch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kd_components.evaluation import CONVENTIONS, check_convention, region_metri
 from kd_components.files import atomic_write_text
 from kd_components.transforms import regions_to_labels
 
-__all__ = ["RegionMetricsWriter"]
+__all__ = ["LossTermAverages", "RegionMetricsWriter"]
 
 
 def _spacing(x: torch.Tensor) -> list[float] | None:
@@ -119,3 +120,51 @@ class RegionMetricsWriter:
             f"evaluation of the label maps, {len(self.rows)} whole cases, {self.convention} rules (a region empty in "
             f"both = Dice 1), mean over cases -> {self.output_dir}: {means}"
         )
+
+
+class LossTermAverages:
+    """Trainer handler: the epoch average of every ``loss_<name>`` entry the iterations put into
+    ``engine.state.output`` (the plugged-in distillation terms of ``kd_terms`` included, whatever their names), as
+    ``engine.state.metrics["train_loss_<name>"]`` (read by the metric writers and TensorBoard), logged once per epoch.
+
+    Entries a metric already averages (``train_loss_kd`` ... of the bundle's ``additional_metrics``) are left to it.
+
+    Args:
+        prefix: the metric name's prefix.
+    """
+
+    def __init__(self, prefix: str = "train_"):
+        self.prefix = prefix
+        self.logger = logging.getLogger("kd_components.training.LossTermAverages")
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._accumulate)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _reset(self, engine: Engine) -> None:
+        self._sums, self._counts = {}, {}
+
+    def _accumulate(self, engine: Engine) -> None:
+        output = engine.state.output
+        output = output[0] if isinstance(output, list) and output else output
+        if not isinstance(output, Mapping):
+            return
+        for key, value in output.items():
+            if isinstance(key, str) and key.startswith("loss_") and isinstance(value, (torch.Tensor, float, int)):
+                self._sums[key] = self._sums.get(key, 0.0) + float(torch.as_tensor(value).detach().float().mean())
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def __call__(self, engine: Engine) -> None:
+        new = {}
+        for key, total in self._sums.items():
+            name = f"{self.prefix}{key}"
+            if name not in engine.state.metrics or name in getattr(self, "_own", set()):
+                new[name] = total / self._counts[key]
+        self._own = set(new)
+        engine.state.metrics.update(new)
+        if new:
+            text = " ".join(f"{k}: {v:.4f}" for k, v in sorted(new.items()))
+            self.logger.info(f"Epoch[{engine.state.epoch}] distillation terms -- {text}")
