@@ -363,13 +363,13 @@ def test_ill_terms_the_trainer_refuses_in_one_line(term, extra, message):
 def test_epoch_average_of_every_logged_term():
     """``LossTermAverages``: the mean over the epoch's iterations of each ``loss_<name>`` (1, 2, 3 -> 2), as a
     metric; a term a metric already averages is left to it."""
-    from ignite.engine import Engine
+    from ignite.engine import Engine, Events
 
     from kd_components.training import LossTermAverages
 
     values = iter([1.0, 2.0, 3.0])
     engine = Engine(lambda e, b: {"loss": torch.tensor(9.0), "loss_cwd": torch.tensor(next(values)), "loss_kd": 5.0})
-    engine.add_event_handler("epoch_completed", lambda e: e.state.metrics.update({"train_loss_kd": -1.0}))
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update({"train_loss_kd": -1.0}))
     LossTermAverages().attach(engine)
     engine.run([0, 1, 2], max_epochs=1)
     assert engine.state.metrics["train_loss_cwd"] == pytest.approx(2.0)
