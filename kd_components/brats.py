@@ -148,7 +148,9 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
     """A file's name read as BraTS names it: ``(case, convention, role)``.
 
     ``CASE-t1c.nii.gz`` -> ``("CASE", "brats2023", "t1ce")``, ``CASE_seg.nii`` -> ``("CASE", "brats2021", "seg")``;
-    a name without a BraTS suffix (``scan.nrrd``, a DICOM folder) -> ``("scan", None, None)``.
+    a stacked file named by its sequences, in its channels' order (``CASE_t1ce+flair.nii.gz``, ``CASE-t2f+t1c.nii.gz``)
+    -> the role ``"t1ce+flair"`` / ``"flair+t1ce"`` (canonical names joined by ``+``, in the name's order); a name
+    without a BraTS suffix (``scan.nrrd``, a DICOM folder) -> ``("scan", None, None)``.
     """
     name = os.path.basename(os.path.normpath(str(path)))
     for ext in IMAGE_EXTENSIONS:
@@ -160,6 +162,12 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
             tail = FILE_SEPARATOR[convention] + suffix
             if name.endswith(tail) and len(name) > len(tail):
                 return name[: -len(tail)], convention, role
+        sep = FILE_SEPARATOR[convention]
+        if COMBINATION_SEPARATOR in name and sep in name:
+            case, _, tail = name.rpartition(sep)
+            parts = tail.split(COMBINATION_SEPARATOR)
+            if case and len(parts) > 1 and all(p in suffixes and suffixes[p] != "seg" for p in parts):
+                return case, convention, COMBINATION_SEPARATOR.join(suffixes[p] for p in parts)
     return name, None, None
 
 

@@ -10,8 +10,6 @@ Regions, channel order as in model-zoo ``brats_mri_segmentation``: TC = {1, ET},
 from __future__ import annotations
 
 import logging
-import os
-import re
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -434,26 +432,15 @@ def listed_sequences(value: str | Sequence[str]) -> list[str]:
 def named_sequences(value: Any) -> list[str] | None:
     """The canonical sequences, in channel order, that a file name says (``CASE_flair.nii.gz``; a stacked
     ``CASE_t1ce+flair.nii.gz``), or a list of file names says together; None when a name says none."""
-    from kd_components.brats import COMBINATION_SEPARATOR, IMAGE_EXTENSIONS, canonical_modality, split_file_name
+    from kd_components.brats import COMBINATION_SEPARATOR, split_file_name
 
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         names = [named_sequences(v) for v in value]
         return None if not names or any(n is None for n in names) else [m for n in names for m in n]
-    text = os.path.basename(os.path.normpath(str(value)))
-    role = split_file_name(text)[2]
-    if role is not None:
-        return None if role == "seg" else [role]
-    for ext in IMAGE_EXTENSIONS:
-        if text.endswith(ext):
-            text = text[: -len(ext)]
-            break
-    parts = re.split(r"[_-]", text)[-1].split(COMBINATION_SEPARATOR) if re.search(r"[_-]", text) else [text]
-    try:
-        return [canonical_modality(p) for p in parts]
-    except ValueError:
-        return None
+    role = split_file_name(str(value))[2]
+    return None if role is None or role == "seg" else role.split(COMBINATION_SEPARATOR)
 
 
 class PresenceInputd(MapTransform):
@@ -502,7 +489,13 @@ class PresenceInputd(MapTransform):
             image = d[key]
             source = getattr(image, "meta", {}).get("filename_or_obj") if isinstance(image, MetaTensor) else None
             listed = d.get(self.modalities_key)
-            names = listed_sequences(listed) if listed else named_sequences(d.get(f"{key}_path", source))
+            by_name = named_sequences(d.get(f"{key}_path", source))
+            names = listed_sequences(listed) if listed else by_name
+            if listed and by_name is not None and len(by_name) == image.shape[0] and by_name != names:
+                raise ValueError(
+                    f"image '{source or key}': listed as {'+'.join(names)} but its name says {'+'.join(by_name)}: a "
+                    "scan read as another sequence gives a wrong map; list the sequences its name says, or none."
+                )
             if names is None:
                 raise ValueError(
                     f"image '{source or key}': its sequences cannot be told; name each file by its sequence "

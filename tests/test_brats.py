@@ -79,3 +79,18 @@ def test_ill_combination(name, words):
 )
 def test_split_file_name(path, expected):
     assert brats.split_file_name(path) == expected
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("/d/C_t1ce+flair.nii.gz", ("C", "brats2021", "t1ce+flair")),
+        ("BraTS-GLI-00001-000-t2f+t1c.nii.gz", ("BraTS-GLI-00001-000", "brats2023", "flair+t1ce")),
+        ("C_seg+t1.nii.gz", ("C_seg+t1", None, None)),
+        ("a_b+c.nii.gz", ("a_b+c", None, None)),
+    ],
+)
+def test_a_stacked_file_named_by_its_sequences(name, expected):
+    """A stacked file named by its sequences, in its channels' order: the case, the layout (BraTS 2023 names give
+    the 2023 label convention to its map) and the sequences."""
+    assert brats.split_file_name(name) == expected

@@ -321,6 +321,8 @@ def test_ill_any_student_items(tmp_path):
         student_datalist([str(a["t1ce"]), one], tmp_path, "any")
     with pytest.raises(InputError, match="t1ce given twice"):
         student_datalist([str(a["t1ce"]), str(a["t1ce"])], tmp_path, "any")
+    with pytest.raises(InputError, match=r"--input_modalities t1ce but the names of .* say flair: a scan read as"):
+        student_datalist(str(a["flair"]), tmp_path, "any", input_modalities="t1ce")
     with pytest.raises(InputError, match=r"--input_modalities flair names 1 sequence\(s\) for the 2 images"):
         student_datalist([str(a["t1ce"]), str(a["t2"])], tmp_path, "any", input_modalities="flair")
     with pytest.raises(InputError, match="--input_image '.*missing_flair.nii.gz' does not exist"):

@@ -28,3 +28,16 @@ def test_ill_stack_modality(tiny_phantom, tmp_path):
     with pytest.raises(InputError, match="--modality: .* names t1ce twice"):
         stack_case(find_cases(tiny_phantom)[0].folder, tmp_path / "s.nii.gz", "t1ce+t1c")
     assert not (tmp_path / "s.nii.gz").exists()
+
+
+def test_ill_stacked_name_in_another_order_than_the_channels(tiny_phantom, tmp_path):
+    """The any student reads a stacked file's channels in the order its name gives: a name that lists them in
+    another order than the one written is refused before anything is written."""
+    from kd_components.data import find_cases, stack_case
+
+    case = find_cases(tiny_phantom)[0]
+    out = tmp_path / "C_flair+t1ce.nii.gz"
+    with pytest.raises(InputError, match=r"names the sequences flair\+t1ce, but the channels are written in the order"):
+        stack_case(case.folder, out, modality="t1ce+flair")
+    assert not out.exists()
+    stack_case(case.folder, tmp_path / "C_t1ce+flair.nii.gz", modality="flair+t1ce")

@@ -463,7 +463,7 @@ def test_any_student_distils_then_segments_from_one_image_or_two(tiny_phantom, t
 
 
 @pytest.mark.slow
-def test_any_student_and_asked_teacher_train_on_cases_with_absent_sequences(tiny_phantom, tmp_path):
+def test_any_student_and_asked_teacher_train_on_cases_with_absent_sequences(tiny_phantom, teacher_ckpt, tmp_path):
     """A datalist whose training cases lack sequences (written with --allow-absent-sequences): the teacher trains on
     it when asked (--allow_absent_sequences true), the any student distils on it; a dedicated student, and the
     teacher not asked, are refused by case name before any work."""
@@ -485,6 +485,10 @@ def test_any_student_and_asked_teacher_train_on_cases_with_absent_sequences(tiny
         TEACHER / "train.json", bundle_root=str(teacher), dataset_dir=str(data), epochs=1, allow_absent_sequences=True
     ).finalize()
     kd = _train_kd(tmp_path, data, teacher / "models" / "model.pt", student_modality="any")
+    assert json.loads((teacher / "models" / "model_settings.json").read_text())["absent_sequences"] is True
     assert kd.parser.get_parsed_content("train#trainer").state.metrics["train_loss_kd"] > 0
     with pytest.raises(SystemExit, match=lacking):
         _train_kd(tmp_path / "t1ce", data, teacher / "models" / "model.pt", student_modality="t1ce")
+    # a teacher trained on complete cases only is not distilled from zero-filled inputs it never saw
+    with pytest.raises(SystemExit, match=r"lack sequences .* but the teacher .* was trained on complete cases only"):
+        _train_kd(tmp_path / "other", data, teacher_ckpt, student_modality="any")

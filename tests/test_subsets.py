@@ -129,7 +129,8 @@ def test_ill_input_modalities():
         ("/d/C1/C1_flair.nii.gz", ["flair"]),
         ("/d/C1/C1-t1c.nii.gz", ["t1ce"]),
         ("/d/C1_t1ce+flair.nii.gz", ["t1ce", "flair"]),  # a stacked file, its channels in the name's order
-        ("case_t2f+t1c.nrrd", ["flair", "t1ce"]),
+        ("case-t2f+t1c.nrrd", ["flair", "t1ce"]),  # 2023 names, '-' as in that layout
+        ("case_t2f+t1c.nrrd", None),  # 2023 names with the 2018-2021 separator: not a BraTS name
         (["/d/C1/C1_t1ce.nii.gz", "/d/C1/C1_t2.nii"], ["t1ce", "t2"]),
         ("/d/scan.nii.gz", None),
         ("/d/C1/C1_seg.nii.gz", None),
@@ -210,3 +211,35 @@ def test_ill_allow_absent_sequences_for_a_dedicated_student():
         settings.check_absent_sequences(True, "flair")
     assert settings.check_absent_sequences("true", "any") is True
     assert settings.check_absent_sequences(False, "flair") is False
+
+
+def test_presence_transform_refuses_a_list_its_name_contradicts():
+    stacked = MetaTensor(torch.ones(2, 2, 2, 2))
+    stacked.meta["filename_or_obj"] = "/d/C_t1ce+flair.nii.gz"
+    with pytest.raises(ValueError, match=r"listed as flair\+t1ce but its name says t1ce\+flair"):
+        PresenceInputd("image", modality="any")({"image": stacked, "modalities": "flair+t1ce"})
+    same = PresenceInputd("image", modality="any")({"image": stacked, "modalities": "t1ce+flair"})["image"]
+    assert same[4:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_ill_any_student_evaluated_without_a_subset():
+    with pytest.raises(InputError, match="the any student is scored from one subset of the sequences: pass"):
+        settings.evaluation_subset("any", None)
+    assert settings.evaluation_subset("any", "t2f") == "flair" and settings.evaluation_subset("t1ce", None) is None
+
+
+def test_ill_distilling_cases_with_absent_sequences_from_a_teacher_that_never_saw_them(tmp_path):
+    from types import SimpleNamespace
+
+    from kd_components.deploy.weights import write_model_settings
+
+    ckpt = tmp_path / "teacher" / "model.pt"
+    write_model_settings(ckpt.parent, [32, 32, 32], 4)
+    data = [{"case": "A", "present": [True, True, True, True]}, {"case": "B", "present": [True, True, False, True]}]
+    loss = SimpleNamespace(needs_teacher=True)
+    with pytest.raises(InputError, match=r"1 training case\(s\) lack sequences \(e.g. 'B' lacks T2\) but the teacher"):
+        settings.check_absent_teacher(data, ckpt, loss)
+    settings.check_absent_teacher(data, ckpt, SimpleNamespace(needs_teacher=False))  # the baseline: no teacher
+    settings.check_absent_teacher(data[:1], ckpt, loss)  # complete cases only
+    write_model_settings(ckpt.parent, [32, 32, 32], 4, absent_sequences=True)
+    settings.check_absent_teacher(data, ckpt, loss)  # a teacher trained with absent sequences

@@ -87,8 +87,8 @@ def find_cases(data_dir: str | os.PathLike, allow_absent: bool = False) -> list[
         for fname in sorted(files):
             # the BraTS names are read in one place (brats.split_file_name): "x-t1.nii.gz" is not one
             name, conv, role = split_file_name(fname)
-            if conv is None or not fname.endswith((".nii", ".nii.gz")):
-                continue
+            if conv is None or "+" in role or not fname.endswith((".nii", ".nii.gz")):
+                continue  # not a BraTS name, or a stacked file (CASE_t1ce+flair.nii.gz): not one of the case's files
             case = cases.setdefault(Path(folder), BratsCase(name, Path(folder), conv))
             if case.convention != conv:
                 raise InputError(

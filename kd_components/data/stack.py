@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.brats import TEACHER_CHANNELS, combination_members
+from kd_components.brats import TEACHER_CHANNELS, combination_members, split_file_name
 from kd_components.data.datalist import find_cases
 from kd_components.errors import InputError
 from kd_components.files import atomic_path
@@ -52,6 +52,13 @@ def stack_case(case_dir: str | os.PathLike, output: str | os.PathLike, modality:
         members = list(TEACHER_CHANNELS) if modality is None else combination_members(modality)
     except ValueError as e:
         raise InputError(f"--modality: {e}") from None
+    said = split_file_name(out.name)[2]
+    if said is not None and "+" in said and said.split("+") != members:
+        raise InputError(
+            f"--output '{out.name}' names the sequences {said}, but the channels are written in the order "
+            f"{'+'.join(members)} (T1c, T1, T2, FLAIR): name the file CASE_{'+'.join(members)}.nii.gz, as the any "
+            "student reads a stacked file's channels in the order its name gives."
+        )
     images = [nib.load(str(case.files[m])) for m in members]
     ref = images[0]
     for m, img in zip(members[1:], images[1:]):

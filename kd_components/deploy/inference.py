@@ -249,6 +249,12 @@ def _any_case(paths: list[str], input_modalities: str | None) -> dict:
                 f"--input_modalities {input_modalities} names {len(named)} sequence(s) for the {len(paths)} images "
                 f"{paths}: name one per image, in their order."
             )
+        by_name = named_sequences(paths)
+        if by_name is not None and by_name != named:
+            raise InputError(
+                f"--input_modalities {input_modalities} but the names of {paths} say {'+'.join(by_name)}: a scan read "
+                "as another sequence gives a wrong map; leave --input_modalities out for files named by their sequence."
+            )
         return {"image": paths if len(paths) > 1 else paths[0], "modalities": "+".join(named)}
     if len(paths) == 1:
         # one file: its name says one sequence (CASE_flair.nii.gz) or a stacked file's (CASE_t1ce+flair.nii.gz)

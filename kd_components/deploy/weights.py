@@ -63,6 +63,7 @@ def write_model_settings(
     modality: str | None = None,
     normalisation: str = "nonzero, channel-wise",
     pixdim: Sequence[float] | float | None = None,
+    absent_sequences: bool = False,
 ) -> Path | None:
     """Write ``<ckpt_dir>/model_settings.json``: what inference needs to use these weights as trained.
 
@@ -73,6 +74,8 @@ def write_model_settings(
         modality: the student's modality (canonical name); None for the four-channel teacher.
         normalisation: how the inputs were normalised (stated, for a reader).
         pixdim: the voxel size (mm) the inputs were resampled to; None: each image's own spacing.
+        absent_sequences: whether training accepted cases with absent sequences (zero at their channels): a student
+            distilled online from cases that lack sequences needs a teacher trained so.
 
     Returns:
         the file written, or None on a torchrun rank other than 0 (nothing written there).
@@ -88,6 +91,7 @@ def write_model_settings(
         "channels": subsets.input_channel_names(modality or None),
         "normalisation": normalisation,
         "pixdim": pixdim_setting(pixdim),
+        "absent_sequences": bool(absent_sequences),
     }
     path = Path(ckpt_dir) / SETTINGS_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

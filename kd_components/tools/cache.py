@@ -107,7 +107,14 @@ def cache_teacher_logits(
     t0 = time.time()
     base = Path(dataset_dir)
     datalist_path = Path(data_list_file_path) if data_list_file_path else base / "datalist.json"
-    items = {split: load_datalist(datalist_path, split, base) for split in splits}
+    items = {split: load_datalist(datalist_path, split, base, allow_absent=True) for split in splits}
+    lacking = [i.get("case", i["image"]) for its in items.values() for i in its if not all(i.get("present") or [True])]
+    if lacking:
+        raise InputError(
+            f"{len(lacking)} case(s) of '{datalist_path}' lack sequences (e.g. '{lacking[0]}'): cached teacher logits "
+            "need the four sequences of every case; distil online (the any student with a teacher trained with "
+            "--allow_absent_sequences true)."
+        )
     from kd_components.training.teacher import teacher_weights
 
     ckpt = Path(teacher_weights(teacher_ckpt))

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
 from monai.engines.utils import default_prepare_batch
 
-from kd_components import subsets
+from kd_components import brats, subsets
 from kd_components.data.datalist import PRESENT_KEY
 from kd_components.errors import InputError
 
@@ -96,7 +97,8 @@ class SubsetInputBatch:
             names = [names]
         if not names or len(names) != n:
             return [str(i) for i in range(n)]
-        return [str(x[0] if isinstance(x, (list, tuple)) else x) for x in names]
+        # the file's name, not its path: the same subset whatever folder the data sit in
+        return [os.path.basename(str(x[0] if isinstance(x, (list, tuple)) else x)) for x in names]
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
@@ -105,12 +107,16 @@ class SubsetInputBatch:
         has = [[True] * image.shape[1]] * image.shape[0] if has is None else torch.as_tensor(has).bool().tolist()
         names = self._names(batchdata, image.shape[0])
         if self.present is not None:
-            lacking = [n for n, h in zip(names, has) if any(p and not c for p, c in zip(self.present, h))]
-            if lacking:
-                raise InputError(
-                    f"case '{lacking[0]}' lacks a sequence of the subset asked for ({self.present}, T1c/T1/T2/FLAIR "
-                    "order): evaluate a subset on cases that have it."
-                )
+            for n, h in zip(names, has):
+                absent = [
+                    brats.CHANNEL_NAMES[m] for m, p, c in zip(brats.TEACHER_CHANNELS, self.present, h) if p and not c
+                ]
+                if absent:
+                    raise InputError(
+                        f"case '{n}' lacks {', '.join(absent)}, a sequence of the subset asked for "
+                        f"({subsets.subset_name([m for m, p in zip(brats.TEACHER_CHANNELS, self.present) if p])}): "
+                        "score a subset on cases that have it."
+                    )
             flags = [self.present] * image.shape[0]
         else:
             flags = [subsets.case_subset(n, h) for n, h in zip(names, has)]

@@ -328,3 +328,48 @@ def check_absent_sequences(allow: object, modality: str) -> bool:
             "trains on cases that lack sequences; leave it unset, or train an any student."
         )
     return allowed
+
+
+def evaluation_subset(modality: str, input_modalities: str | None) -> str | None:
+    """The subset an evaluation scores, checked: the ``any`` student is scored from a named subset only (each
+    validation case's fixed subset would read as a headline number it is not).
+
+    Raises:
+        InputError: an ``any`` student without ``--input_modalities``; as ``input_subset``.
+    """
+    if subsets.is_any(modality) and input_modalities is None:
+        raise InputError(
+            "the any student is scored from one subset of the sequences: pass --input_modalities (e.g. flair, "
+            "t1ce+flair, or t1ce+t1+t2+flair for all four); the ablation (--modalities any) scores all 15."
+        )
+    return input_subset(modality, input_modalities)
+
+
+def check_absent_teacher(data: Sequence[dict], teacher_ckpt: str | os.PathLike | None, loss=None) -> None:
+    """Refuse online distillation from training cases that lack sequences when the teacher never saw such cases: it
+    would be distilled from zero-filled inputs it was not trained on (``model_settings.json`` beside the teacher
+    records ``absent_sequences``).
+
+    Raises:
+        InputError: a teacher term with weight, items with absent sequences (``present`` flags), and a teacher
+            trained on complete cases only (or without a settings record).
+    """
+    from kd_components.data.datalist import PRESENT_KEY
+    from kd_components.deploy.weights import read_model_settings
+
+    if loss is None or not getattr(loss, "needs_teacher", False) or teacher_ckpt is None:
+        return
+    lacking = [d for d in data or [] if isinstance(d, dict) and not all(d.get(PRESENT_KEY) or [True])]
+    if not lacking:
+        return
+    settings = read_model_settings(Path(teacher_ckpt).parent) or {}
+    if settings.get("absent_sequences"):
+        return
+    first = lacking[0]
+    absent = [brats.CHANNEL_NAMES[m] for m, p in zip(brats.TEACHER_CHANNELS, first[PRESENT_KEY]) if not p]
+    raise InputError(
+        f"{len(lacking)} training case(s) lack sequences (e.g. '{first.get('case', '?')}' lacks {', '.join(absent)}) "
+        f"but the teacher '{teacher_ckpt}' was trained on complete cases only: it would be distilled from zero-filled "
+        "inputs it never saw; train the teacher on this datalist with --allow_absent_sequences true, or leave those "
+        "cases out."
+    )
