@@ -151,7 +151,8 @@ class ModalityDropout:
 
     Args:
         subsets: the subsets drawn from (names such as ``"t1ce+flair"``); None: all 15.
-        generator: the ``torch.Generator`` drawn from; None: torch's global one (``set_determinism`` seeds it).
+        generator: the ``torch.Generator`` drawn from; None: torch's global one (``set_determinism`` seeds it), or
+            under torchrun one per rank seeded from it and the rank.
 
     Raises:
         ValueError: an unknown or empty subset name.
@@ -172,6 +173,10 @@ class ModalityDropout:
         Raises:
             ValueError: a case for which no subset is allowed (none of its sequences is in any subset).
         """
+        if self.generator is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # torchrun ranks share the seed: one generator per rank, so that they do not draw the same subsets
+            rank = torch.distributed.get_rank()
+            self.generator = torch.Generator().manual_seed(torch.initial_seed() + 1000003 * rank)
         rows = []
         for b in range(batch_size):
             allowed = self.subsets
