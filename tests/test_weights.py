@@ -27,6 +27,7 @@ def test_settings_written_beside_the_weights(tmp_path):
         "channels": ["FLAIR"],
         "normalisation": "nonzero, channel-wise",
         "pixdim": None,
+        "absent_sequences": False,
     }
     teacher = read_model_settings(write_model_settings(tmp_path / "t", [64, 64, 32], 4).parent)
     assert teacher["modality"] is None and teacher["channels"] == ["T1c", "T1", "T2", "FLAIR"]
