@@ -77,24 +77,17 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
     any_ckpt = tmp / "student_any.pt"
     net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=8, in_channels=8, out_channels=3)
     torch.save(net.state_dict(), any_ckpt)
-    zips = [
-        package_bundle(REPO / "bundles" / "teacher", tmp / "dist", ckpt=teacher_ckpt, torchscript=False),
+    zips = [package_bundle(REPO / "bundles" / "teacher", tmp / "dist", ckpt=teacher_ckpt, torchscript=False)]
+    zips += [
         package_bundle(
             REPO / "bundles" / "student_kd",
             tmp / "dist",
-            ckpt=student_ckpt,
+            ckpt=ckpt,
             overrides={"init_filters": 8, "roi_size": [32, 32, 32], "num_workers": 0},
-            student_modality="t2",
+            student_modality=modality,
             torchscript=False,
-        ),
-        package_bundle(
-            REPO / "bundles" / "student_kd",
-            tmp / "dist",
-            ckpt=any_ckpt,
-            overrides={"init_filters": 8, "roi_size": [32, 32, 32], "num_workers": 0},
-            student_modality="any",
-            torchscript=False,
-        ),
+        )
+        for ckpt, modality in ((student_ckpt, "t2"), (any_ckpt, "any"))
     ]
     for z in zips:
         with zipfile.ZipFile(z) as f:
