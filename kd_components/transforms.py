@@ -479,7 +479,7 @@ class PresenceInputd(MapTransform):
         self.modalities_key = modalities_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from kd_components.brats import CHANNEL_NAMES, TEACHER_CHANNELS
+        from kd_components.brats import CHANNEL_NAMES, TEACHER_CHANNELS, split_file_name
         from kd_components.subsets import presence_input
 
         d = dict(data)
@@ -517,8 +517,8 @@ class PresenceInputd(MapTransform):
                 out = MetaTensor(out, meta=dict(image.meta), applied_operations=list(image.applied_operations))
             d[key] = out
             logging.getLogger("kd_components.inference").info(
-                "'%s': segmenting from %s (absent: %s)",
-                source or key,
+                "case '%s': segmenting from %s (absent: %s)",
+                split_file_name(str(source))[0] if source else key,
                 "+".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n in names),
                 ", ".join(CHANNEL_NAMES[n] for n in TEACHER_CHANNELS if n not in names) or "none",
             )
