@@ -112,3 +112,60 @@ def test_labelled_subset_moves_the_rest_to_the_unlabelled_split(tmp_path):
     p = {"student_epochs": 4, "student_val_interval": 2}
     assert _student_sizes(p, 616, 6) == {"student_epochs": 103, "student_val_interval": 7}
     assert _student_sizes(p, 616, 22)["student_epochs"] == 28 and _student_sizes(p, None, 6) == p
+
+
+def _per_case(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    lines = ["case,dice_tc,hd95_tc,dice_wt,hd95_wt,dice_et,hd95_et"]
+    lines += [f"C{i},{tc},1,{wt},1,{et},1" for i, (et, tc, wt) in enumerate(rows)]
+    (path / "metrics_per_case.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_the_any_student_gets_a_row_per_subset_beside_the_dedicated_students(tmp_path):
+    """The any students' evaluations from each subset become rows (no KD, KD, their paired difference), the dedicated
+    students of a subset sit in its row, and the ranking weighs the dedicated pairs only. Hand-made cases: the KD
+    any student is 0.1 better on every region from FLAIR (2 cases, 1 seed each of the two)."""
+    from kd_components.tools.stages import SUBSET_NAMES, subset_folder
+
+    for s in SUBSET_NAMES:
+        _per_case(
+            tmp_path / "baseline" / "any" / "seed0" / subset_folder("test", s), [(0.2, 0.3, 0.8), (0.4, 0.5, 0.6)]
+        )
+        _per_case(
+            tmp_path / "voxel_mean" / "any" / "seed0" / subset_folder("test", s), [(0.3, 0.4, 0.9), (0.5, 0.6, 0.7)]
+        )
+    _per_case(tmp_path / "baseline" / "flair" / "seed0" / "test", [(0.1, 0.2, 0.9), (0.1, 0.2, 0.9)])
+    _per_case(tmp_path / "voxel_mean" / "flair" / "seed0" / "test", [(0.1, 0.2, 0.9), (0.1, 0.2, 0.9)])
+    keys = ablation.result_keys(["any", "flair"], "test")
+    assert keys["any:t1ce+flair"] == ("any", "test_subsets/t1ce+flair") and keys["flair"] == ("flair", "test")
+    results = {
+        v: {k: ablation._evaluations(tmp_path / v / m, sp) for k, (m, sp) in keys.items()}
+        for v in ("baseline", "voxel_mean")
+    }
+    table = ablation.summarise(results, list(keys))
+    d = table["voxel_mean"]["cells"]["any:flair/et"]["diff"]
+    assert d["mean"] == pytest.approx(0.1) and d["n_better"] == 2
+    assert table["voxel_mean"]["summary"]["pairs"] == 3, "the ranking weighs the dedicated student's 3 pairs only"
+    text = ablation._markdown(
+        table,
+        list(keys),
+        "test",
+        "cmd",
+        {
+            "data": "x",
+            "n_cases": 2,
+            "seeds": [0],
+            "teacher_epochs": 1,
+            "long_teacher_epochs": 1,
+            "student_epochs": 1,
+            "roi": "32",
+        },
+    )
+    row = next(x for x in text.splitlines() if x.startswith("| FLAIR |"))
+    assert row.startswith("| FLAIR | 0.300/0.400/0.700 | 0.400/0.500/0.800 | +0.100") and row.endswith(
+        "| 0.100/0.200/0.900 | 0.100/0.200/0.900 |"
+    )
+    assert (
+        sum(x.startswith("| T1c+T1+T2+FLAIR |") for x in text.splitlines()) == 1
+        and "any:" not in text.split("## Per modality")[1].split("## One student")[0]
+    )
