@@ -157,9 +157,35 @@ def _balanced_mean(values: torch.Tensor, positive: torch.Tensor, mask: torch.Ten
     return per_channel.mean()
 
 
+#: MONAI's reductions: the batch mean (the training loss), the batch sum, or one value per item (B,).
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)} (as MONAI's losses), got {reduction!r}.")
+    return reduction
+
+
+def _reduce(per_item: Callable[[slice], torch.Tensor], batch: int, whole: torch.Tensor | None, reduction: str):
+    """``whole`` (the batch's value, as trained) for ``mean``; otherwise each item's value, summed for ``sum``."""
+    if reduction == "mean" and whole is not None:
+        return whole
+    items = torch.stack([per_item(slice(b, b + 1)) for b in range(batch)])
+    return items.sum() if reduction == "sum" else items
+
+
 class _OutputKD(_Loss):
-    def __init__(self, temperature: float, region: str, margin: int, balanced: bool, agreement: bool = False):
-        super().__init__()
+    def __init__(
+        self,
+        temperature: float,
+        region: str,
+        margin: int,
+        balanced: bool,
+        agreement: bool = False,
+        reduction: str = "mean",
+    ):
+        super().__init__(reduction=_reduction(reduction))
         self.temperature = at_least(temperature, 0, "temperature", strict=True)
         self.region = look_up_option(region, KD_REGIONS)
         if int(margin) < 0:
@@ -192,11 +218,13 @@ class SigmoidKLDivLoss(_OutputKD):
             share and ``[1, 0, 1]`` distils only TC and ET. ``None`` (default) weighs every channel 1.
         agreement: distil only the voxels, per channel, where the teacher's thresholded output equals the label
             (see module docstring); needs ``target`` at call.
+        reduction: ``mean`` (the batch's value, as trained), ``sum`` (of the items' values) or ``none`` (one value
+            per item, shape (B,)), as MONAI's losses.
 
     Raises:
-        ValueError: T <= 0, unknown region, negative margin, a negative channel weight; at call, student and
-            teacher shapes differ, the number of channel weights differs from the channels, or ``agreement``
-            without a target.
+        ValueError: T <= 0, unknown region, negative margin, a negative channel weight, an unknown reduction; at
+            call, student and teacher shapes differ, the number of channel weights differs from the channels, or
+            ``agreement`` without a target.
     """
 
     def __init__(
@@ -208,8 +236,9 @@ class SigmoidKLDivLoss(_OutputKD):
         wt_channel: int = 1,
         channel_weights: list[float] | tuple[float, ...] | None = None,
         agreement: bool = False,
+        reduction: str = "mean",
     ):
-        super().__init__(temperature, region, margin, balanced, agreement)
+        super().__init__(temperature, region, margin, balanced, agreement, reduction)
         self.wt_channel = wt_channel
         self.channel_weights = None
         if channel_weights is not None:
@@ -258,8 +287,16 @@ class SigmoidKLDivLoss(_OutputKD):
         )
         if self.agreement:
             mask = _combine_masks(mask, teacher_agreement(teacher_logits.detach(), target, labelled))
-        value = _balanced_mean(kl, p > 0.5, mask) if self.balanced else _masked_mean(kl, mask)
-        return value * t * t
+
+        def value(items: slice = slice(None)) -> torch.Tensor:
+            m = None if mask is None else mask[items]
+            return (
+                (_balanced_mean(kl[items], (p > 0.5)[items], m) if self.balanced else _masked_mean(kl[items], m))
+                * t
+                * t
+            )
+
+        return _reduce(value, kl.shape[0], value() if self.reduction == "mean" else None, self.reduction)
 
 
 def region_class_probabilities(logits: torch.Tensor, tc: int = 0, wt: int = 1, et: int = 2) -> torch.Tensor:
@@ -296,6 +333,7 @@ class RegionClassKLDivLoss(_OutputKD):
         channel_weights: not used by this form (one KL over classes); must be ``None``. Present so that a bundle
             can switch ``_target_`` between this and :class:`SigmoidKLDivLoss` with the same arguments.
         agreement: distil only the voxels where the teacher's most likely class is the label's; needs ``target``.
+        reduction: ``mean``, ``sum`` or ``none``, as ``SigmoidKLDivLoss``.
 
     Raises:
         ValueError: T <= 0, unknown region, negative margin, channel weights given; at call, student and teacher
@@ -311,8 +349,9 @@ class RegionClassKLDivLoss(_OutputKD):
         channels: tuple[int, int, int] = (0, 1, 2),
         channel_weights: None = None,
         agreement: bool = False,
+        reduction: str = "mean",
     ):
-        super().__init__(temperature, region, margin, balanced, agreement)
+        super().__init__(temperature, region, margin, balanced, agreement, reduction)
         if channel_weights is not None:
             raise ValueError(
                 "RegionClassKLDivLoss takes no channel_weights (one KL over the 4 classes): leave them null, or use "
@@ -348,8 +387,13 @@ class RegionClassKLDivLoss(_OutputKD):
             label = torch.where(~w, 0, torch.where(~c, 1, torch.where(~e, 2, 3)))
             agree = p.argmax(1, keepdim=True) == label
             mask = _combine_masks(mask, _all_where_withheld(agree, labelled))
-        value = _balanced_mean(kl, p[:, :1] < 0.5, mask) if self.balanced else _masked_mean(kl, mask)
-        return value * t * t
+
+        def value(items: slice = slice(None)) -> torch.Tensor:
+            m = None if mask is None else mask[items]
+            v = _balanced_mean(kl[items], (p[:, :1] < 0.5)[items], m) if self.balanced else _masked_mean(kl[items], m)
+            return v * t * t
+
+        return _reduce(value, kl.shape[0], value() if self.reduction == "mean" else None, self.reduction)
 
 
 class FeatureDistillationLoss(_Loss):
@@ -359,15 +403,17 @@ class FeatureDistillationLoss(_Loss):
         distance: ``l2`` (mean squared error), ``l1`` (mean absolute error) or ``cosine`` (1 - cosine similarity
             of the channel vectors, averaged over voxels; scale-free).
         normalize: L2-normalise the channel vectors of both maps before ``l2`` / ``l1`` distances.
+        reduction: ``mean`` (over the batch), ``sum`` (of the items' values) or ``none`` (one value per item), as
+            MONAI's losses.
 
     Raises:
-        ValueError: unknown distance; at call, feature shapes that differ (both printed).
+        ValueError: unknown distance or reduction; at call, feature shapes that differ (both printed).
     """
 
     DISTANCES = ("l2", "l1", "cosine")
 
-    def __init__(self, distance: str = "cosine", normalize: bool = False):
-        super().__init__()
+    def __init__(self, distance: str = "cosine", normalize: bool = False, reduction: str = "mean"):
+        super().__init__(reduction=_reduction(reduction))
         self.distance = look_up_option(distance, self.DISTANCES)
         self.normalize = as_bool(normalize, "normalize")
 
@@ -391,10 +437,15 @@ class FeatureDistillationLoss(_Loss):
             )
         s, t = student_features.float(), t.float()
         if self.distance == "cosine":
-            return (1 - F.cosine_similarity(s, t, dim=1, eps=1e-6)).mean()
-        if self.normalize:
-            s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
-        return F.mse_loss(s, t) if self.distance == "l2" else F.l1_loss(s, t)
+            per_voxel = 1 - F.cosine_similarity(s, t, dim=1, eps=1e-6)
+        else:
+            if self.normalize:
+                s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
+            per_voxel = (s - t).square() if self.distance == "l2" else (s - t).abs()
+        if self.reduction == "mean":
+            return per_voxel.mean()
+        items = per_voxel.flatten(1).mean(1)
+        return items.sum() if self.reduction == "sum" else items
 
 
 class DistillationLoss(nn.Module):

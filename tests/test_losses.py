@@ -363,3 +363,26 @@ def test_two_dimensional_outputs_as_monai_losses_take_them():
     assert FeatureDistillationLoss()(torch.randn(1, 8, 5, 5), torch.randn(1, 8, 5, 5)).ndim == 0
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3, got 1"):
         FeatureAdapter(4, 8, spatial_dims=1)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "class", "feature"])
+def test_reduction_as_monai_losses(kind):
+    """``reduction="none"`` gives each item's value (B,), each equal to the loss of that item alone; ``sum`` their
+    sum; ``mean`` (default) the batch's value as trained. Unknown reductions are refused."""
+    from kd_components.losses import FeatureDistillationLoss, RegionClassKLDivLoss, SigmoidKLDivLoss
+
+    torch.manual_seed(1)
+    s, t = torch.randn(3, 3, 6, 6, 6), torch.randn(3, 3, 6, 6, 6)
+    make = {
+        "sigmoid": lambda r: SigmoidKLDivLoss(region="tumour", balanced=True, reduction=r),
+        "class": lambda r: RegionClassKLDivLoss(reduction=r),
+        "feature": lambda r: FeatureDistillationLoss(reduction=r),
+    }[kind]
+    items = make("none")(s, t)
+    assert items.shape == (3,)
+    for b in range(3):
+        assert torch.allclose(items[b], make("mean")(s[b : b + 1], t[b : b + 1]), atol=1e-6)
+    assert torch.allclose(make("sum")(s, t), items.sum(), atol=1e-5)
+    assert make("mean")(s, t).ndim == 0
+    with pytest.raises(ValueError, match="reduction"):
+        make("average")
