@@ -167,6 +167,21 @@ def _infer(url: str, model: str, image: str, out: Path) -> Path:
     return out
 
 
+def _own_inference(bundle: Path, input_image, tmp_path: Path) -> np.ndarray:
+    """The label map the served bundle's inference config writes when MONAI itself runs it (this venv)."""
+    run_workflow(
+        bundle / "configs" / "inference.json",
+        "run",
+        tiny=False,
+        bundle_root=str(bundle),
+        output_dir=str(tmp_path / "own"),
+        input_image=input_image,
+        num_workers=0,
+        device="cpu",
+    )
+    return np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
+
+
 @pytest.mark.slow
 def test_info_lists_both_bundles(served):
     _, _, _, info, _, _ = served
@@ -183,19 +198,9 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
     assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
     assert set(np.unique(labels).tolist()) <= BRATS_LABELS
     # the same bundle run by MONAI itself (this venv, monai 1.6.1) gives the same label map
-    bundle = app / "model" / "brats_kdnet_student_t2"
-    run_workflow(
-        bundle / "configs" / "inference.json",
-        "run",
-        tiny=False,
-        bundle_root=str(bundle),
-        output_dir=str(tmp_path / "own"),
-        input_image=str(studies / "case_t2.nii.gz"),
-        num_workers=0,
-        device="cpu",
-    )
-    own = np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
-    assert (own == labels).mean() > 0.999
+    assert (
+        _own_inference(app / "model" / "brats_kdnet_student_t2", str(studies / "case_t2.nii.gz"), tmp_path) == labels
+    ).mean() > 0.999
 
 
 @pytest.mark.slow
@@ -213,18 +218,7 @@ def test_served_any_student_segments_from_one_image_or_two(served, tmp_path, ima
     assert set(np.unique(labels).tolist()) <= BRATS_LABELS
     names = "+".join({"t1ce": "T1c", "flair": "FLAIR"}[m] for m in sequences)
     assert f"segmenting from {names} (absent:" in log.read_text()
-    bundle = app / "model" / "brats_kdnet_student_any"
-    run_workflow(
-        bundle / "configs" / "inference.json",
-        "run",
-        tiny=False,
-        bundle_root=str(bundle),
-        output_dir=str(tmp_path / "own"),
-        input_image=[str(case.files[m]) for m in sequences],
-        num_workers=0,
-        device="cpu",
-    )
-    own = np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
+    own = _own_inference(app / "model" / "brats_kdnet_student_any", [str(case.files[m]) for m in sequences], tmp_path)
     assert (own == labels).mean() > 0.999
 
 
