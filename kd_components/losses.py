@@ -288,7 +288,8 @@ class SigmoidKLDivLoss(_OutputKD):
         if self.agreement:
             mask = _combine_masks(mask, teacher_agreement(teacher_logits.detach(), target, labelled))
 
-        def value(items: slice = slice(None)) -> torch.Tensor:
+        def value(items: slice | None = None) -> torch.Tensor:
+            items = slice(None) if items is None else items
             m = None if mask is None else mask[items]
             return (
                 (_balanced_mean(kl[items], (p > 0.5)[items], m) if self.balanced else _masked_mean(kl[items], m))
@@ -388,7 +389,8 @@ class RegionClassKLDivLoss(_OutputKD):
             agree = p.argmax(1, keepdim=True) == label
             mask = _combine_masks(mask, _all_where_withheld(agree, labelled))
 
-        def value(items: slice = slice(None)) -> torch.Tensor:
+        def value(items: slice | None = None) -> torch.Tensor:
+            items = slice(None) if items is None else items
             m = None if mask is None else mask[items]
             v = _balanced_mean(kl[items], (p[:, :1] < 0.5)[items], m) if self.balanced else _masked_mean(kl[items], m)
             return v * t * t
