@@ -34,6 +34,8 @@ __all__ = [
     "case_subset",
     "input_channel_names",
     "is_any",
+    "keep_meta",
+    "place_channels",
     "presence_input",
     "subset_name",
     "subset_present",
@@ -96,6 +98,31 @@ def subset_present(subset: str | Sequence[str]) -> list[bool]:
     """
     members = brats.combination_members(subset if isinstance(subset, str) else list(subset))
     return [m in members for m in brats.TEACHER_CHANNELS]
+
+
+def place_channels(image: torch.Tensor, channels: Sequence[int], num_channels: int = 4) -> torch.Tensor:
+    """The ``num_channels``-channel image (``NHWD``) with channel ``c`` of ``image`` at ``channels[c]`` and zeros
+    elsewhere: a case's loaded sequences put at their teacher channels. A ``MetaTensor`` keeps its metadata and its
+    transform history (``Invertd`` still undoes the resampling before it).
+
+    Raises:
+        ValueError: one target channel per image channel is needed.
+    """
+    if len(channels) != image.shape[0]:
+        raise ValueError(f"{len(channels)} target channels for an image of shape {tuple(image.shape)}.")
+    full = torch.zeros((num_channels, *image.shape[1:]), dtype=image.dtype, device=image.device)
+    full[list(channels)] = torch.as_tensor(image)
+    return keep_meta(full, image)
+
+
+def keep_meta(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` with ``like``'s metadata and transform history when ``like`` is a ``MetaTensor`` (a new tensor made
+    from it, e.g. with another channel count), else ``out``."""
+    from monai.data import MetaTensor
+
+    if not isinstance(like, MetaTensor):
+        return out
+    return MetaTensor(torch.as_tensor(out), meta=dict(like.meta), applied_operations=list(like.applied_operations))
 
 
 def presence_input(image: torch.Tensor, present: torch.Tensor | Sequence[bool]) -> torch.Tensor:

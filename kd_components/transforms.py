@@ -480,7 +480,7 @@ class PresenceInputd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from kd_components.brats import CHANNEL_NAMES, TEACHER_CHANNELS, split_file_name
-        from kd_components.subsets import presence_input
+        from kd_components.subsets import keep_meta, place_channels, presence_input
 
         d = dict(data)
         if not self.active:
@@ -507,15 +507,8 @@ class PresenceInputd(MapTransform):
                     f"image '{source or key}' has {image.shape[0]} channel(s) (shape {tuple(image.shape)}) for the "
                     f"sequences {'+'.join(names)}: give one channel per sequence, each sequence once."
                 )
-            full = torch.zeros((len(TEACHER_CHANNELS), *image.shape[1:]), dtype=image.dtype, device=image.device)
-            present = [False] * len(TEACHER_CHANNELS)
-            for c, name in enumerate(names):
-                i = TEACHER_CHANNELS.index(name)
-                full[i], present[i] = torch.as_tensor(image[c]), True
-            out = presence_input(full, present)
-            if isinstance(image, MetaTensor):
-                out = MetaTensor(out, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-            d[key] = out
+            full = place_channels(image, [TEACHER_CHANNELS.index(n) for n in names], len(TEACHER_CHANNELS))
+            d[key] = keep_meta(presence_input(full, [m in names for m in TEACHER_CHANNELS]), image)
             logging.getLogger("kd_components.inference").info(
                 "case '%s': segmenting from %s (absent: %s)",
                 split_file_name(str(source))[0] if source else key,
@@ -553,6 +546,8 @@ class FillAbsentd(MapTransform):
         self.present_key, self.num_channels = present_key, int(num_channels)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from kd_components.subsets import place_channels
+
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[key]
@@ -571,9 +566,6 @@ class FillAbsentd(MapTransform):
             if image.shape[0] == self.num_channels:
                 d[self.present_key] = torch.tensor(flags)
                 continue
-            full = torch.zeros((self.num_channels, *image.shape[1:]), dtype=image.dtype, device=image.device)
-            full[torch.tensor(flags)] = torch.as_tensor(image)
-            if isinstance(image, MetaTensor):
-                full = MetaTensor(full, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-            d[key], d[self.present_key] = full, torch.tensor(flags)
+            channels = [c for c, f in enumerate(flags) if f]
+            d[key], d[self.present_key] = place_channels(image, channels, self.num_channels), torch.tensor(flags)
         return d

@@ -123,6 +123,14 @@ class SubsetInputBatch:
         return subsets.presence_input(image, torch.tensor(flags, device=image.device)), label
 
 
+def missing_cache_message(key: str) -> str:
+    """The one line for a batch without its cached teacher logits (``DistillationBatch`` and the trainer)."""
+    return (
+        f"the batch has no '{key}' tensor: the datalist must come from 'python -m kd_components.tools.cache' (pass its "
+        f"datalist as --data_list_file_path) and the transforms must load '{key}'."
+    )
+
+
 #: the keyword under which ``DistillationBatch`` hands the distillation step its per-case extras.
 EXTRAS = "distillation_inputs"
 
@@ -160,10 +168,6 @@ class DistillationBatch:
             if self.cached_logits_key is not None:
                 logits = batchdata.pop(self.cached_logits_key, None)
                 if not isinstance(logits, torch.Tensor):
-                    raise InputError(
-                        f"the batch has no '{self.cached_logits_key}' tensor: the datalist must come from 'python -m "
-                        f"kd_components.tools.cache' (pass its datalist as --data_list_file_path) and the transforms "
-                        f"must load '{self.cached_logits_key}'."
-                    )
+                    raise InputError(missing_cache_message(self.cached_logits_key))
                 extras["teacher_logits"] = torch.as_tensor(logits).to(device=device, non_blocking=non_blocking)
         return image, label, (), {EXTRAS: extras}

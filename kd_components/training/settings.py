@@ -252,10 +252,8 @@ def student_modality_name(modality: str) -> str:
     Raises:
         InputError: as ``student_channel``.
     """
-    if subsets.is_any(modality):
-        return subsets.ANY
     try:
-        return brats.canonical_combination(modality)
+        return subsets.canonical_student_modality(modality)
     except ValueError as e:
         raise InputError(f"--student_modality: {e}") from None
 

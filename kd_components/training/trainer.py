@@ -33,7 +33,7 @@ from torch import nn
 
 from kd_components.errors import InputError
 from kd_components.networks import FeatureHook, main_output
-from kd_components.training.batch import EXTRAS, DistillationBatch, check_modalities
+from kd_components.training.batch import EXTRAS, DistillationBatch, check_modalities, missing_cache_message
 from kd_components.training.settings import cached_features_message
 
 __all__ = ["TERMS", "DistillationTrainer", "fill_padded_logits", "loss_terms"]
@@ -342,12 +342,8 @@ class DistillationTrainer(SupervisedTrainer):
 
     def _cached_logits(self, extras: dict, image: torch.Tensor) -> torch.Tensor:
         logits = extras.get("teacher_logits")
-        if not isinstance(logits, torch.Tensor):
-            key = self.cached_logits_key
-            raise InputError(
-                f"the batch has no '{key}' tensor: the datalist must come from 'python -m kd_components.tools.cache' "
-                f"(pass its datalist as --data_list_file_path) and the transforms must load '{key}'."
-            )
+        if not isinstance(logits, torch.Tensor):  # a prepare_batch of one's own that hands no cache on
+            raise InputError(missing_cache_message(self.cached_logits_key))
         if logits.shape[2:] != image.shape[2:]:
             raise InputError(_cache_mismatch(logits.shape, image.shape, "the image"))
         return fill_padded_logits(logits.to(image.device))
