@@ -66,7 +66,7 @@ def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -
 
 
 def tumour_neighbourhood(
-    target: torch.Tensor | None, teacher_logits: torch.Tensor, margin: int, wt_channel: int | None = 1
+    target: torch.Tensor | None, teacher_logits: torch.Tensor, margin: int, foreground_channel: int | None = None
 ) -> torch.Tensor:
     """Mask (B1HWD, bool; B1HW for 2-D inputs) of voxels within ``margin`` voxels of the tumour seen by the label or
     the teacher.
@@ -75,20 +75,21 @@ def tumour_neighbourhood(
         target: label regions (BNHWD, binary) or None.
         teacher_logits: teacher logits (BNHWD).
         margin: dilation radius in voxels (a cube of side ``2 * margin + 1``).
-        wt_channel: channel holding the whole tumour (1 for TC/WT/ET); ``None`` uses the union of all channels
-            (sigmoid) or the non-background channels 1.. (softmax callers pass this).
+        foreground_channel: the one channel that holds the whole foreground; ``None`` (default) takes the union of
+            the channels (a voxel any channel calls positive). Both are the same for nested regions such as BraTS's
+            TC / WT / ET, whose union is the whole tumour (channel 1).
+
+    Raises:
+        ValueError: ``foreground_channel`` is not a channel of ``teacher_logits``.
     """
-    if wt_channel is None:  # softmax: class 0 is background
-        teacher_fg = teacher_logits.argmax(1, keepdim=True) > 0
-        if target is None:
-            label_fg = None
-        elif target.shape[1] > 1:  # one-hot
-            label_fg = target[:, 1:].sum(1, keepdim=True) > 0
-        else:  # label map
-            label_fg = target > 0
-    else:
-        teacher_fg = teacher_logits[:, wt_channel : wt_channel + 1] > 0
-        label_fg = target[:, wt_channel : wt_channel + 1] > 0.5 if target is not None else None
+    if foreground_channel is not None and not 0 <= foreground_channel < teacher_logits.shape[1]:
+        raise ValueError(
+            f"foreground_channel {foreground_channel} is not a channel of outputs of shape "
+            f"{tuple(teacher_logits.shape)}: give 0..{teacher_logits.shape[1] - 1}, or None for their union."
+        )
+    chans = slice(None) if foreground_channel is None else slice(foreground_channel, foreground_channel + 1)
+    teacher_fg = (teacher_logits[:, chans] > 0).any(1, keepdim=True)
+    label_fg = (target[:, chans] > 0.5).any(1, keepdim=True) if target is not None else None
     fg = teacher_fg if label_fg is None else teacher_fg | label_fg
     if margin > 0:  # dilation by a cube (a square in 2-D), separably: one 1-D max pool per axis
         fg = fg.float()
@@ -212,7 +213,8 @@ class SigmoidKLDivLoss(_OutputKD):
         region: ``all`` voxels of the crop, or the ``tumour`` neighbourhood (see module docstring).
         margin: dilation of the tumour neighbourhood, in voxels.
         balanced: average teacher-positive and teacher-negative voxels separately per channel.
-        wt_channel: channel of the whole tumour, used for the neighbourhood.
+        foreground_channel: the channel of the whole foreground for the neighbourhood (1, WT, for BraTS); ``None``
+            (default): the union of the channels, the same for nested regions.
         channel_weights: one weight >= 0 per output channel (TC, WT, ET for BraTS): each channel's term is
             multiplied by its weight before the mean over channels, so ``[1, 0.5, 1]`` halves the whole tumour's
             share and ``[1, 0, 1]`` distils only TC and ET. ``None`` (default) weighs every channel 1.
@@ -222,9 +224,9 @@ class SigmoidKLDivLoss(_OutputKD):
             per item, shape (B,)), as MONAI's losses.
 
     Raises:
-        ValueError: T <= 0, unknown region, negative margin, a negative channel weight, an unknown reduction; at
-            call, student and teacher shapes differ, the number of channel weights differs from the channels, or
-            ``agreement`` without a target.
+        ValueError: T <= 0, unknown region, negative margin or foreground channel, a negative channel weight, an
+            unknown reduction; at call, student and teacher shapes differ, the number of channel weights differs
+            from the channels, the foreground channel is not one of them, or ``agreement`` without a target.
     """
 
     def __init__(
@@ -233,13 +235,15 @@ class SigmoidKLDivLoss(_OutputKD):
         region: str = "all",
         margin: int = 4,
         balanced: bool = False,
-        wt_channel: int = 1,
+        foreground_channel: int | None = None,
         channel_weights: list[float] | tuple[float, ...] | None = None,
         agreement: bool = False,
         reduction: str = "mean",
     ):
         super().__init__(temperature, region, margin, balanced, agreement, reduction)
-        self.wt_channel = wt_channel
+        if foreground_channel is not None and int(foreground_channel) < 0:
+            raise ValueError(f"foreground_channel must be a channel index >= 0 or None, got {foreground_channel}.")
+        self.foreground_channel = None if foreground_channel is None else int(foreground_channel)
         self.channel_weights = None
         if channel_weights is not None:
             weights = [float(w) for w in channel_weights]
@@ -281,7 +285,7 @@ class SigmoidKLDivLoss(_OutputKD):
                 )
             kl = kl * kl.new_tensor(self.channel_weights).view(1, -1, *([1] * (kl.ndim - 2)))
         mask = (
-            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, self.wt_channel)
+            tumour_neighbourhood(target, teacher_logits.detach(), self.margin, self.foreground_channel)
             if self.region == "tumour"
             else None
         )

@@ -201,14 +201,36 @@ def test_ill_shapes_print_both():
         FeatureDistillationLoss("l2")(torch.zeros(1, 8, 2, 2, 2), torch.zeros(1, 16, 2, 2, 2))
 
 
-@pytest.mark.parametrize("margin", [1, 2, 4])
-def test_tumour_neighbourhood_separable_dilation_equals_cube(margin):
+@pytest.mark.parametrize("margin,channel", [(1, None), (2, None), (4, None), (2, 1)])
+def test_tumour_neighbourhood_separable_dilation_equals_cube(margin, channel):
     torch.manual_seed(margin)
     teacher = torch.randn(2, 3, 20, 17, 13) - 2.0
     target = (torch.rand(2, 3, 20, 17, 13) > 0.98).float()
-    fg = (teacher[:, 1:2] > 0) | (target[:, 1:2] > 0.5)
+    c = slice(None) if channel is None else slice(channel, channel + 1)
+    fg = (teacher[:, c] > 0).any(1, keepdim=True) | (target[:, c] > 0.5).any(1, keepdim=True)
     cube = torch.nn.functional.max_pool3d(fg.float(), 2 * margin + 1, stride=1, padding=margin) > 0
-    assert torch.equal(tumour_neighbourhood(target, teacher, margin=margin), cube)
+    assert torch.equal(tumour_neighbourhood(target, teacher, margin=margin, foreground_channel=channel), cube)
+
+
+def test_tumour_neighbourhood_of_nested_regions_is_the_whole_tumour():
+    """Generic default (the union of the channels) = BraTS's WT channel when the regions nest (ET in TC in WT)."""
+    label = torch.zeros(1, 3, 9, 1, 1)
+    label[:, 1, 2:7] = 1  # WT: voxels 2..6
+    label[:, 0, 3:6] = 1  # TC inside it
+    label[:, 2, 4] = 1  # ET inside TC
+    teacher = torch.full_like(label, -3.0)
+    union = tumour_neighbourhood(label, teacher, margin=1)
+    assert union[0, 0, :, 0, 0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert torch.equal(union, tumour_neighbourhood(label, teacher, margin=1, foreground_channel=1))
+    assert tumour_neighbourhood(label, teacher, margin=0, foreground_channel=2).sum() == 1
+
+
+def test_ill_foreground_channel():
+    with pytest.raises(ValueError, match="foreground_channel must be a channel index >= 0 or None, got -1"):
+        SigmoidKLDivLoss(foreground_channel=-1)
+    loss = SigmoidKLDivLoss(region="tumour", foreground_channel=3)
+    with pytest.raises(ValueError, match=r"foreground_channel 3 is not a channel of outputs of shape \(1, 3, 2"):
+        loss(torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 2, 2, 2))
 
 
 @pytest.mark.parametrize(
