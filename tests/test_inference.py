@@ -321,6 +321,9 @@ def test_ill_any_student_items(tmp_path):
         student_datalist([str(a["t1ce"]), one], tmp_path, "any")
     with pytest.raises(InputError, match="t1ce given twice"):
         student_datalist([str(a["t1ce"]), str(a["t1ce"])], tmp_path, "any")
+    twice = str(_scan(tmp_path / "s" / "S_t1ce+t1ce.nii.gz"))
+    with pytest.raises(InputError, match=r"S_t1ce\+t1ce.nii.gz': its name is read as .* names t1ce twice"):
+        student_datalist(twice, tmp_path, "any")
     with pytest.raises(InputError, match=r"--input_modalities t1ce but the names of .* say flair: a scan read as"):
         student_datalist(str(a["flair"]), tmp_path, "any", input_modalities="t1ce")
     with pytest.raises(InputError, match=r"--input_modalities flair names 1 sequence\(s\) for the 2 images"):

@@ -265,6 +265,10 @@ def _any_case(paths: list[str], input_modalities: str | None) -> dict:
                 "(t1, t1ce, t2, flair; 2023: t1n, t1c, t2w, t2f; stacked: CASE_t1ce+flair.nii.gz) or pass "
                 "--input_modalities."
             )
+        try:
+            brats.combination_members("+".join(named))
+        except ValueError as e:
+            raise InputError(f"--input_image '{paths[0]}': its name is read as {e}") from None
         return {"image": paths[0], "modalities": "+".join(named)}
     if not all(said):
         raise InputError(
