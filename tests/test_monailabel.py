@@ -32,6 +32,7 @@ from conftest import REPO, run_workflow
 from monai.networks.nets import SegResNet
 
 from kd_components.data import find_cases, stack_case
+from kd_components.deploy.weights import write_model_settings
 from kd_components.tools.package import package_bundle
 
 VENV = Path(os.environ.get("KD_MONAILABEL_VENV", REPO / ".venv-monailabel"))
@@ -77,6 +78,12 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
     any_ckpt = tmp / "student_any.pt"
     net = SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=8, in_channels=8, out_channels=3)
     torch.save(net.state_dict(), any_ckpt)
+    # a student trained at 2 mm (model_settings.json records it): the server resamples each request to 2 mm and
+    # answers on the request's own grid
+    coarse_ckpt = tmp / "trained_2mm" / "model.pt"
+    coarse_ckpt.parent.mkdir()
+    shutil.copyfile(student_ckpt, coarse_ckpt)
+    write_model_settings(coarse_ckpt.parent, [32, 32, 32], 1, "flair", pixdim=[2.0, 2.0, 2.0])
     zips = [package_bundle(REPO / "bundles" / "teacher", tmp / "dist", ckpt=teacher_ckpt, torchscript=False)]
     zips += [
         package_bundle(
@@ -87,7 +94,7 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
             student_modality=modality,
             torchscript=False,
         )
-        for ckpt, modality in ((student_ckpt, "t2"), (any_ckpt, "any"))
+        for ckpt, modality in ((student_ckpt, "t2"), (any_ckpt, "any"), (coarse_ckpt, "flair"))
     ]
     for z in zips:
         with zipfile.ZipFile(z) as f:
@@ -119,7 +126,7 @@ def served(monailabel_venv, teacher_ckpt, tiny_phantom, tmp_path_factory):
         str(studies),
         "--conf",
         "models",
-        "brats_kdnet_teacher,brats_kdnet_student_t2,brats_kdnet_student_any",
+        "brats_kdnet_teacher,brats_kdnet_student_t2,brats_kdnet_student_any,brats_kdnet_student_flair",
         "--conf",
         "zoo_source",
         "local",
@@ -167,7 +174,7 @@ def _infer(url: str, model: str, image: str, out: Path) -> Path:
     return out
 
 
-def _own_inference(bundle: Path, input_image, tmp_path: Path) -> np.ndarray:
+def _own_inference(bundle: Path, input_image, tmp_path: Path, **overrides) -> np.ndarray:
     """The label map the served bundle's inference config writes when MONAI itself runs it (this venv)."""
     run_workflow(
         bundle / "configs" / "inference.json",
@@ -178,14 +185,16 @@ def _own_inference(bundle: Path, input_image, tmp_path: Path) -> np.ndarray:
         input_image=input_image,
         num_workers=0,
         device="cpu",
+        **overrides,
     )
     return np.asarray(nib.load(next((tmp_path / "own").glob("*.nii.gz"))).dataobj)
 
 
 @pytest.mark.slow
-def test_info_lists_both_bundles(served):
+def test_info_lists_the_bundles(served):
     _, _, _, info, _, _ = served
-    assert {"brats_kdnet_teacher", "brats_kdnet_student_t2", "brats_kdnet_student_any"} <= set(info["models"])
+    names = {"brats_kdnet_teacher", "brats_kdnet_student_t2", "brats_kdnet_student_any", "brats_kdnet_student_flair"}
+    assert names <= set(info["models"])
     assert info["models"]["brats_kdnet_student_t2"]["type"] == "segmentation"
 
 
@@ -201,6 +210,29 @@ def test_served_student_returns_brats_labels_in_input_geometry(served, tmp_path)
     assert (
         _own_inference(app / "model" / "brats_kdnet_student_t2", str(studies / "case_t2.nii.gz"), tmp_path) == labels
     ).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_served_student_trained_at_2mm_answers_on_the_request_grid(served, tmp_path):
+    """Weights trained with --pixdim 2 (model_settings.json in the zip): the 1-mm request is resampled to 2 mm for
+    the network, and the label map comes back on the request's own grid, as MONAI's own run of the bundle gives it."""
+    url, studies, app, _, _, _ = served
+    bundle = app / "model" / "brats_kdnet_student_flair"
+    assert json.loads((bundle / "models" / "model_settings.json").read_text())["pixdim"] == [2.0, 2.0, 2.0]
+    out = _infer(url, "brats_kdnet_student_flair", "case_flair", tmp_path / "coarse.nii.gz")
+    pred, ref = nib.load(out), nib.load(studies / "case_flair.nii.gz")
+    labels = np.asarray(pred.dataobj)
+    assert labels.shape == ref.shape and np.allclose(pred.affine, ref.affine, atol=1e-4)
+    assert set(np.unique(labels).tolist()) <= BRATS_LABELS
+    assert len(np.unique(labels)) > 1, "a map with tumour labels, so that the comparisons below can fail"
+    assert (_own_inference(bundle, str(studies / "case_flair.nii.gz"), tmp_path) == labels).mean() > 0.999
+    # the same weights without their voxel size (recorded in the zip's settings and config; run at 1 mm) give
+    # another map: the server did resample
+    one_mm = tmp_path / "one_mm"
+    shutil.copytree(bundle, one_mm / "bundle")
+    (one_mm / "bundle" / "models" / "model_settings.json").unlink()
+    own = _own_inference(one_mm / "bundle", str(studies / "case_flair.nii.gz"), one_mm, pixdim=None)
+    assert (own == labels).mean() < 0.99
 
 
 @pytest.mark.slow
