@@ -1,0 +1,91 @@
+"""The data-efficiency table of docs/results.md ("Data efficiency on real cases"): students that saw the labels of a
+fraction of the training cases (``--labelled-fraction``), against that fraction's baseline and the full-label one,
+Dice paired by case (95% t-interval over cases, cases better), from the ablation's per-case test tables.
+
+``python scripts/data_efficiency_table.py --full runs/real3mm --fraction runs/real3mm_quarter --modality t1ce``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kd_components.evaluation import read_per_case
+from kd_components.tools.report import paired_difference
+
+REGIONS = ("et", "tc", "wt")
+#: (variant folder, row name) of the fraction's runs, after its baseline.
+FRACTION_ROWS = (
+    ("voxel_mean_unlabelled", "the rest through the teacher's outputs only (`voxel_mean_unlabelled`)"),
+    ("voxel_mean_pseudo", "the rest with the teacher's map as label (`voxel_mean_pseudo`)"),
+)
+
+
+def evaluation(folder: Path, seed: int) -> list[dict]:
+    """``[{"seed", "rows"}]`` of one model's test evaluation, or ``[]`` when it has none."""
+    table = folder / f"seed{seed}" / "test" / "metrics_per_case.csv"
+    return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
+
+
+def _dice(runs: list[dict]) -> str:
+    rows = runs[0]["rows"]
+    return " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def _versus(runs: list[dict], reference: list[dict]) -> str:
+    if not runs or not reference or runs is reference:
+        return " | ".join("" for _ in REGIONS)
+    cells = []
+    for k in REGIONS:
+        d = paired_difference(runs, reference, "dice_" + k)
+        cell = _minus(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]") + f" {d['n_better']}/{d['n_cases']}"
+        cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
+    return " | ".join(cells)
+
+
+def table(full: Path, fraction: Path, modality: str, seed: int, labelled: str, total: str) -> str:
+    """The markdown table: full-label baseline and KD, the fraction's baseline, and its two KD options."""
+    full_base = evaluation(full / "baseline" / modality, seed)
+    part_base = evaluation(fraction / "baseline" / modality, seed)
+    rows = [
+        ("all labels, baseline", total, full_base),
+        ("all labels, KD (shipped recipe)", total, evaluation(full / "voxel_mean" / modality, seed)),
+        (f"{labelled} labelled, baseline", labelled, part_base),
+    ] + [
+        (f"{labelled} labelled + {name}", f"{labelled} (+ the rest)", evaluation(fraction / v / modality, seed))
+        for v, name in FRACTION_ROWS
+    ]
+    lines = [
+        f"| {modality}, seed {seed} | labelled | Dice ET / TC / WT | − fraction's baseline ET | TC | WT "
+        "| − full-label baseline ET | TC | WT |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, n, runs in rows:
+        if not runs:
+            lines.append(f"| {name} | {n} | (not run) | | | | | | |")
+            continue
+        lines.append(f"| {name} | {n} | {_dice(runs)} | {_versus(runs, part_base)} | {_versus(runs, full_base)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", type=Path, required=True, help="the full-label study's --output folder")
+    ap.add_argument("--fraction", type=Path, required=True, help="the --labelled-fraction run's --output folder")
+    ap.add_argument("--modality", default="t1ce")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--labelled", default="6", help="labelled training cases of the fraction (for the row names)")
+    ap.add_argument("--total", default="26", help="training cases of the full-label study")
+    args = ap.parse_args(argv)
+    for folder in (args.full, args.fraction):
+        if not folder.is_dir():
+            raise SystemExit(f"{folder}: not a folder; give the ablation's --output folders (--full, --fraction).")
+    print(table(args.full, args.fraction, args.modality, args.seed, args.labelled, args.total))
+
+
+if __name__ == "__main__":
+    main()

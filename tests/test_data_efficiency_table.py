@@ -1,0 +1,43 @@
+"""scripts/data_efficiency_table.py: the real data-efficiency table from the ablation's per-case tables."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("data_efficiency_table", REPO / "scripts" / "data_efficiency_table.py")
+det = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(det)
+
+
+def _runs(folder, dice_by_case):
+    table = folder / "seed0" / "test" / "metrics_per_case.csv"
+    table.parent.mkdir(parents=True)
+    lines = ["case,dice_tc,hd95_tc,dice_wt,hd95_wt,dice_et,hd95_et"]
+    lines += [f"{c},{d},1,{d},1,{d},1" for c, d in dice_by_case.items()]
+    table.write_text("\n".join(lines) + "\n")
+
+
+def test_rows_and_paired_differences_by_hand(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "quarter"
+    _runs(full / "baseline" / "t1ce", {"a": 0.7, "b": 0.6})
+    _runs(part / "baseline" / "t1ce", {"a": 0.5, "b": 0.5})
+    # teacher outputs only: a +0.1, b +0.3 over the fraction's baseline -> mean +0.2, 2 of 2 better;
+    # t(1) 97.5% = 12.706, sd 0.1414 / sqrt 2 = 0.1 -> [-1.071, +1.471]
+    _runs(part / "voxel_mean_unlabelled" / "t1ce", {"a": 0.6, "b": 0.8})
+    out = det.table(full, part, "t1ce", 0, "6", "26").splitlines()
+    # full-label baseline: a +0.2, b +0.1 over the fraction's -> +0.15, sd 0.0707 / sqrt 2 = 0.05 -> [-0.485, +0.785]
+    assert out[2].startswith("| all labels, baseline | 26 | 0.650 / 0.650 / 0.650 | +0.150 [−0.485, +0.785] 2/2 |")
+    assert out[3] == "| all labels, KD (shipped recipe) | 26 | (not run) | | | | | | |"
+    unlabelled = out[5]
+    assert "| 0.700 / 0.700 / 0.700 | +0.200 [−1.071, +1.471] 2/2 |" in unlabelled
+    # against the full-label baseline: a -0.1, b +0.2 -> +0.05, sd 0.2121 / sqrt 2 = 0.15 -> [-1.856, +1.956]
+    assert unlabelled.endswith("+0.050 [−1.856, +1.956] 1/2 |")
+    assert "(not run)" in out[6], "no pseudo-label run yet"
+
+
+def test_ill_folders(tmp_path):
+    with pytest.raises(SystemExit, match="not a folder; give the ablation's --output folders"):
+        det.main(["--full", str(tmp_path / "nope"), "--fraction", str(tmp_path)])
