@@ -169,3 +169,22 @@ def test_the_any_student_gets_a_row_per_subset_beside_the_dedicated_students(tmp
         sum(x.startswith("| T1c+T1+T2+FLAIR |") for x in text.splitlines()) == 1
         and "any:" not in text.split("## Per modality")[1].split("## One student")[0]
     )
+
+
+def test_evaluations_hold_the_seeds_asked_and_recovered_runs(tmp_path):
+    """A table of --seeds 1 reads seed 0 only where a longer study left seed 1 too; a run whose validation fell once
+    and then beat its earlier best is kept, one that never did is left out and named."""
+    import json
+
+    for seed, dice in ((0, 0.2), (1, 0.6)):
+        _per_case(tmp_path / f"seed{seed}" / "test", [(dice, dice, dice)])
+        (tmp_path / f"seed{seed}" / "models").mkdir()
+    assert [e["seed"] for e in ablation._evaluations(tmp_path, "test", seeds=range(1))] == [0]
+    assert [e["seed"] for e in ablation._evaluations(tmp_path, "test")] == [0, 1]
+    fell = {"epoch": 14, "val_mean_dice": 0.05, "best": 0.46}
+    for seed, best_epoch in ((0, 28), (1, 12)):  # seed 0 recovered past its best; seed 1's best is before the fall
+        record = {"collapsed": fell, "best": {"epoch": best_epoch, "val_mean_dice": 0.5}}
+        (tmp_path / f"seed{seed}" / "models" / "validation.json").write_text(json.dumps(record))
+    left_out: list[str] = []
+    assert [e["seed"] for e in ablation._evaluations(tmp_path, "test", left_out)] == [0]
+    assert left_out == [str(tmp_path / "seed1")]

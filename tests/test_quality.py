@@ -96,6 +96,19 @@ def test_collapse_is_warned_once_and_recorded(tmp_path, caplog, dice, collapsed_
         assert collapsed(tmp_path) == saved["collapsed"]
 
 
+def test_a_run_that_recovers_past_its_best_is_not_left_out(tmp_path):
+    """A transient fall (a real baseline's validation went 0.459 -> 0.046 -> 0.497) stays in the record, but the run
+    is not collapsed once a later validation beats the best before the fall: model.pt holds those later weights."""
+    record = ValidationRecord(tmp_path)
+    for epoch, best_epoch, d in ((2, 2, 0.6), (4, 4, 0.7), (6, 4, 0.05), (8, 4, 0.65)):
+        _validate(record, epoch, best_epoch, {"tc": d, "wt": d, "et": d})
+    assert collapsed(tmp_path)["epoch"] == 6, "0.65 is back above half, but below the best 0.7: still collapsed"
+    _validate(record, 10, 10, {"tc": 0.75, "wt": 0.75, "et": 0.75})
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert saved["collapsed"]["epoch"] == 6 and saved["best"]["epoch"] == 10
+    assert collapsed(tmp_path) is None
+
+
 def test_ill_collapse_fraction(tmp_path):
     with pytest.raises(ValueError, match="collapse_fraction must be in"):
         ValidationRecord(tmp_path, collapse_fraction=1.5)

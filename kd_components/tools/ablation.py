@@ -26,6 +26,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -173,8 +174,11 @@ def _run_pool(
     return failed
 
 
-def _evaluations(root: Path, split: str, left_out: list[str] | None = None) -> list[dict]:
-    """The per-case rows of each seed's evaluation under ``root/<seed folder>/<split>``.
+def _evaluations(
+    root: Path, split: str, left_out: list[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[dict]:
+    """The per-case rows of each seed's evaluation under ``root/<seed folder>/<split>``, of the ``seeds`` asked
+    (None: every seed folder there; a table of ``--seeds 1`` holds seed 0 only, even where a longer study left more).
 
     A run whose validation record says it collapsed is left out (its folder appended to ``left_out``): its Dice
     fell while its loss fell, and its numbers are not a result of the settings it names.
@@ -182,6 +186,8 @@ def _evaluations(root: Path, split: str, left_out: list[str] | None = None) -> l
     out = []
     for per_case in sorted(root.glob(f"seed*/{split}/metrics_per_case.csv")):
         run = per_case.parents[len(Path(split).parts)]  # the seed folder (``split`` may be a nested folder)
+        if seeds is not None and int(run.name[4:]) not in seeds:
+            continue
         if collapsed(run / "models") is not None:
             if left_out is not None:
                 left_out.append(str(run))
@@ -369,9 +375,8 @@ def _markdown(table: dict, modalities: list[str], split: str, command_line: str,
     if info.get("collapsed"):
         lines += [
             "",
-            "Left out, collapsed (validation Dice fell below half its best while training went on): "
-            + ", ".join(f"`{r}`" for r in info["collapsed"])
-            + ".",
+            "Left out, collapsed (validation Dice fell below half its best while training went on, and never rose "
+            "above that best again): " + ", ".join(f"`{r}`" for r in info["collapsed"]) + ".",
         ]
     return "\n".join(lines) + "\n"
 
@@ -612,7 +617,10 @@ def main(argv: list[str] | None = None) -> int:
             failed = _stages(args, p, output, data_dir, variants, modalities)
     left_out: list[str] = []
     keys = result_keys(modalities, args.split)
-    results = {v: {k: _evaluations(output / v / m, sp, left_out) for k, (m, sp) in keys.items()} for v in variants}
+    seeds = range(args.seeds)
+    results = {
+        v: {k: _evaluations(output / v / m, sp, left_out, seeds) for k, (m, sp) in keys.items()} for v in variants
+    }
     table = summarise(results, list(keys))
     n_cases = max((len(e["rows"]) for by in results.values() for es in by.values() for e in es), default=0)
     info = {

@@ -122,14 +122,21 @@ class ValidationRecord:
 
 
 def collapsed(path: str | os.PathLike) -> dict | None:
-    """The ``collapsed`` entry of a validation record (``path``: the record or its folder), None if none."""
+    """The ``collapsed`` entry of a validation record (``path``: the record or its folder), None if none or if the
+    run recovered: its best validation (the weights ``model.pt`` holds) came after the fall, above the best before it,
+    so the evaluated weights are a result of the run's settings, not of the weights before a collapse."""
     p = Path(path)
     p = p / RECORD_NAME if p.is_dir() else p
     try:
-        entry = json.loads(p.read_text()).get("collapsed")
+        record = json.loads(p.read_text())
+        entry, best = record.get("collapsed"), record.get("best")
     except (OSError, ValueError, AttributeError):
         return None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    if isinstance(best, dict) and isinstance(best.get("epoch"), int) and best["epoch"] > entry.get("epoch", math.inf):
+        return None
+    return entry
 
 
 def read_validation_record(path: str | os.PathLike) -> dict | None:
