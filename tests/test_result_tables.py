@@ -1,4 +1,4 @@
-"""scripts/data_efficiency_table.py: the real data-efficiency table from the ablation's per-case tables."""
+"""scripts/data_efficiency_table.py and scripts/variant_table.py: the result tables from the per-case tables."""
 
 from __future__ import annotations
 
@@ -41,3 +41,21 @@ def test_rows_and_paired_differences_by_hand(tmp_path):
 def test_ill_folders(tmp_path):
     with pytest.raises(SystemExit, match="not a folder; give the ablation's --output folders"):
         det.main(["--full", str(tmp_path / "nope"), "--fraction", str(tmp_path)])
+
+
+def test_variant_table_by_hand(tmp_path):
+    """scripts/variant_table.py: each variant against the baseline and the shipped recipe, paired by case."""
+    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
+    vt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vt)
+    _runs(tmp_path / "baseline" / "t1ce", {"a": 0.5, "b": 0.5})
+    _runs(tmp_path / "voxel_mean" / "t1ce", {"a": 0.6, "b": 0.6})
+    _runs(tmp_path / "voxel_mean_cwd" / "t1ce", {"a": 0.4, "b": 0.6})
+    out = vt.table(tmp_path, "t1ce", ["voxel_mean_cwd", "voxel_mean_affinity"]).splitlines()
+    assert out[2] == "| `baseline` | 0.500 / 0.500 / 0.500 |  |  |  |  |  |  |"
+    assert out[3].startswith("| `voxel_mean` | 0.600 / 0.600 / 0.600 | **+0.100 [+0.100, +0.100] 2/2** |")
+    # cwd: a -0.1, b +0.1 against the baseline (mean 0, sd 0.1414 / sqrt 2 = 0.1 -> [-1.271, +1.271]), 1 of 2 better;
+    # against the recipe: a -0.2, b 0 -> -0.1 [-1.371, +1.171], none better
+    assert "| 0.500 / 0.500 / 0.500 | +0.000 [−1.271, +1.271] 1/2 |" in out[4]
+    assert out[4].endswith("−0.100 [−1.371, +1.171] 0/2 |")
+    assert out[5] == "| `voxel_mean_affinity` | (not run) | | | | | | |"

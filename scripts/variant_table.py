@@ -1,0 +1,71 @@
+"""A table of ablation variants against the baseline and against a reference variant (the shipped recipe), Dice paired
+by case (95% t-interval over cases, cases better), from the ablation's per-case test tables: the literature-terms
+table of docs/results.md ("Distillation terms from the literature").
+
+``python scripts/variant_table.py --runs runs/any_phantom --modality t1ce --variants voxel_mean_cwd,...``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kd_components.evaluation import read_per_case
+from kd_components.tools.report import paired_difference
+
+REGIONS = ("et", "tc", "wt")
+
+
+def evaluation(runs: Path, variant: str, modality: str, seed: int) -> list[dict]:
+    """``[{"seed", "rows"}]`` of one model's test evaluation, or ``[]`` when it has none."""
+    table = runs / variant / modality / f"seed{seed}" / "test" / "metrics_per_case.csv"
+    return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
+
+
+def _versus(runs: list[dict], reference: list[dict]) -> str:
+    if not runs or not reference or runs is reference:
+        return " | ".join("" for _ in REGIONS)
+    cells = []
+    for k in REGIONS:
+        d = paired_difference(runs, reference, "dice_" + k)
+        cell = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]".replace("-", "−")
+        cell += f" {d['n_better']}/{d['n_cases']}"
+        cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
+    return " | ".join(cells)
+
+
+def table(runs: Path, modality: str, variants: list[str], reference: str = "voxel_mean", seed: int = 0) -> str:
+    """Markdown: the baseline, the reference and each variant, with Dice and the paired differences to both."""
+    base = evaluation(runs, "baseline", modality, seed)
+    ref = evaluation(runs, reference, modality, seed)
+    lines = [
+        f"| {modality}, seed {seed} | Dice ET / TC / WT | − baseline ET | TC | WT | − {reference} ET | TC | WT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in ["baseline", reference] + [v for v in variants if v not in ("baseline", reference)]:
+        e = {"baseline": base, reference: ref}.get(variant) or evaluation(runs, variant, modality, seed)
+        if not e:
+            lines.append(f"| `{variant}` | (not run) | | | | | | |")
+            continue
+        rows = e[0]["rows"]
+        dice = " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
+        versus_ref = _versus(e, ref) if variant != "baseline" else _versus([], ref)
+        lines.append(f"| `{variant}` | {dice} | {_versus(e, base)} | {versus_ref} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, required=True, help="the ablation's --output folder")
+    ap.add_argument("--modality", default="t1ce")
+    ap.add_argument("--variants", required=True, help="comma-separated variant names (folders under --runs)")
+    ap.add_argument("--reference", default="voxel_mean", help="the variant the others are compared with too")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not args.runs.is_dir():
+        raise SystemExit(f"--runs {args.runs}: not a folder; give the ablation's --output folder.")
+    print(table(args.runs, args.modality, args.variants.split(","), args.reference, args.seed))
+
+
+if __name__ == "__main__":
+    main()
