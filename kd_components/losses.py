@@ -483,7 +483,8 @@ class DistillationLoss(nn.Module):
         pseudo_labels: items whose label is withheld get the teacher's thresholded map (logit > 0, i.e. sigmoid >
             0.5, per region) as the supervised term's target, so an overlap loss keeps the student's boundary
             there; False: the supervised term skips those items and only the teacher terms learn from them (a
-            per-voxel KL alone can pull a rare region below 0.5: docs/results.md, data efficiency).
+            per-voxel KL alone can pull a rare region below 0.5: docs/results.md, data efficiency). With every
+            teacher term at weight 0 the teacher still runs, as the labeller only.
         terms: more terms, each a :class:`kd_components.terms.DistillationTerm` with its own weight (the bundle's
             ``kd_terms`` list): called with both networks' outputs as dictionaries (``logits``, ``features`` of
             the layers it names), logged as ``loss_<name>``.
@@ -529,8 +530,14 @@ class DistillationLoss(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether any teacher term has weight (else no teacher needs to run)."""
-        return self.kd_weight > 0 or self.feature_weight > 0 or any(t.needs_teacher for t in self.active_terms)
+        """Whether any teacher term has weight, or the teacher labels withheld items (``pseudo_labels``: it runs even
+        with every teacher term off, the pseudo-label-only student); else no teacher needs to run."""
+        return (
+            self.kd_weight > 0
+            or self.feature_weight > 0
+            or self.pseudo_labels
+            or any(t.needs_teacher for t in self.active_terms)
+        )
 
     @property
     def student_layers(self) -> tuple[str, ...]:
@@ -589,7 +596,9 @@ class DistillationLoss(nn.Module):
                     f"labelled has {keep.numel()} flags for a batch of {pred.shape[0]} (pred {tuple(pred.shape)})."
                 )
             if not self.needs_teacher:
-                raise ValueError("items with withheld labels need a teacher term (kd_weight or feature_weight > 0).")
+                raise ValueError(
+                    "items with withheld labels need a teacher term (kd_weight or feature_weight > 0) or pseudo_labels."
+                )
             if self.pseudo_labels:
                 if teacher_logits is None:
                     raise ValueError("pseudo_labels: items with withheld labels need the teacher_logits of the batch.")

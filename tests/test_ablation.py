@@ -43,7 +43,7 @@ def test_variants_state_every_kd_setting_explicitly():
         if overrides is not None:
             assert set(overrides) == keys, name
     assert set(ablation.TEACHER_VARIANTS) <= set(ablation.VARIANTS)
-    assert ablation.UNLABELLED_VARIANTS == ["voxel_mean_unlabelled", "voxel_mean_pseudo"]
+    assert ablation.UNLABELLED_VARIANTS == ["voxel_mean_unlabelled", "voxel_mean_pseudo", "pseudo_labels_only"]
     assert not set(ablation.UNLABELLED_VARIANTS) & set(ablation.DEFAULT_VARIANTS), "they need --labelled-fraction"
 
 

@@ -108,6 +108,27 @@ def test_pseudo_labels_supervise_withheld_items_with_the_teachers_thresholded_ma
     assert full["loss_seg"] == pytest.approx(float(DiceLoss(sigmoid=True, squared_pred=True)(pred, target)), rel=1e-6)
 
 
+def test_pseudo_labels_alone_run_the_teacher_as_labeller():
+    """Every teacher term off, pseudo-labels on: the teacher still runs (it labels the withheld items), no KD is
+    computed, and the withheld item is supervised with its map; the settings accept it, without pseudo-labels not."""
+    teacher = torch.tensor([-3.0, 2.0, -0.5, 0.5]).reshape(1, 1, 4, 1, 1).repeat(2, 3, 1, 1, 1)
+    target = torch.zeros(2, 3, 4, 1, 1)
+    target[0, :, 0] = 1
+    pred = torch.randn(2, 3, 4, 1, 1, generator=torch.Generator().manual_seed(1))
+    loss = DistillationLoss(DiceLoss(sigmoid=True, squared_pred=True), pseudo_labels=True)
+    assert loss.needs_teacher and not DistillationLoss(DiceLoss(sigmoid=True)).needs_teacher
+    terms = loss(pred, target, teacher, labelled=torch.tensor([True, False]))
+    hand = target.clone()
+    hand[1, :, 1] = hand[1, :, 3] = 1
+    assert terms["loss_seg"] == pytest.approx(float(DiceLoss(sigmoid=True, squared_pred=True)(pred, hand)), rel=1e-6)
+    assert float(terms["loss_kd"]) == 0 and float(terms["loss"]) == pytest.approx(float(terms["loss_seg"]))
+    settings = {"kd_weight": 0, "feature_weight": 0, "unlabelled_split": "training_unlabelled"}
+    common = {"seg_weight": 1, "kd_temperature": 2, "kd_region": "all"}
+    check_distillation_settings(**common, unlabelled_pseudo_labels=True, **settings)
+    with pytest.raises(InputError, match="or label them with the teacher's map"):
+        check_distillation_settings(**common, **settings)
+
+
 def test_ill_pseudo_labels_arguments():
     with pytest.raises(ValueError, match="pseudo_labels"):
         DistillationLoss(DiceLoss(sigmoid=True), SigmoidKLDivLoss(region="all"), kd_weight=1.0, pseudo_labels="maybe")
@@ -141,7 +162,6 @@ def test_ill_unlabelled_split_settings(kwargs, message):
     "kwargs, message",
     [
         ({"unlabelled_split": None}, "--unlabelled_pseudo_labels true .* but --unlabelled_split is null"),
-        ({"kd_weight": 0, "feature_weight": 0.1}, "needs the teacher's logits, but kd_weight is 0"),
         ({"unlabelled_pseudo_labels": "often"}, "--unlabelled_pseudo_labels is 'often': give true or false"),
     ],
 )
@@ -157,8 +177,12 @@ def test_ill_pseudo_label_settings(kwargs, message):
 
 # ------------------------------------------------------------------------------------------------ bundle
 @pytest.mark.slow
-@pytest.mark.parametrize("pseudo_labels", [False, True])
-def test_student_learns_from_unlabelled_cases_through_the_teacher(tiny_phantom, teacher_ckpt, tmp_path, pseudo_labels):
+@pytest.mark.parametrize("pseudo_labels, kd_weight", [(False, 0.25), (True, 0.25), (True, 0.0)])
+def test_student_learns_from_unlabelled_cases_through_the_teacher(
+    tiny_phantom, teacher_ckpt, tmp_path, pseudo_labels, kd_weight
+):
+    """Through the teacher's outputs, its maps as labels beside them, or its maps alone (every teacher term off:
+    the teacher runs as the labeller only)."""
     path, _ = _split(tiny_phantom, tmp_path)
     wf = run_workflow(
         [STUDENT / "train.json"],
@@ -170,9 +194,13 @@ def test_student_learns_from_unlabelled_cases_through_the_teacher(tiny_phantom, 
         unlabelled_split="training_unlabelled",
         unlabelled_pseudo_labels=pseudo_labels,
         teacher_ckpt=str(teacher_ckpt),
+        kd_weight=kd_weight,
+        feature_weight=0.1 if kd_weight else 0.0,
         epochs=1,
     )
     state = wf.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 3, "2 labelled + 1 unlabelled item per epoch"
-    assert state.metrics["train_loss_kd"] > 0
-    assert wf.parser.get_parsed_content("loss").pseudo_labels is pseudo_labels
+    assert (state.metrics["train_loss_kd"] > 0) is (kd_weight > 0)
+    loss = wf.parser.get_parsed_content("loss")
+    assert loss.pseudo_labels is pseudo_labels and loss.needs_teacher
+    assert wf.parser.get_parsed_content("train#trainer").teacher is not None, "the labeller ran"

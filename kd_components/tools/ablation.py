@@ -112,6 +112,14 @@ VARIANTS: dict[str, dict | None] = {
     "voxel_mean_unlabelled": {**_VOXEL_MEAN, "unlabelled_split": UNLABELLED_SPLIT},
     # the same cases with the teacher's thresholded map as their supervised target (pseudo-labels)
     "voxel_mean_pseudo": {**_VOXEL_MEAN, "unlabelled_split": UNLABELLED_SPLIT, "unlabelled_pseudo_labels": True},
+    # the teacher as labeller only: its maps on the withheld cases, no KD term (does distillation add to its labels?)
+    "pseudo_labels_only": {
+        **_VOXEL_MEAN,
+        "kd_weight": 0.0,
+        "feature_weight": 0.0,
+        "unlabelled_split": UNLABELLED_SPLIT,
+        "unlabelled_pseudo_labels": True,
+    },
 }
 #: variants distilled from the teacher trained ``--long-teacher-factor`` times longer.
 TEACHER_VARIANTS = {"voxel_mean_long_teacher": "teacher_long", "class_kl_long_teacher": "teacher_long"}
@@ -527,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="students see the labels of this fraction of the training cases (default 1); the others go to the "
         "datalist's training_unlabelled split, which variants voxel_mean_unlabelled (teacher outputs only) and "
-        "voxel_mean_pseudo (the teacher's thresholded map as their label) learn from",
+        "voxel_mean_pseudo (the teacher's thresholded map as their label) and pseudo_labels_only (its map, no KD) "
+        "learn from",
     )
     ap.add_argument(
         "--split-file",

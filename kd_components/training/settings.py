@@ -88,11 +88,6 @@ def check_distillation_settings(
                 "--unlabelled_pseudo_labels true labels the cases of --unlabelled_split with the teacher's map, but "
                 "--unlabelled_split is null: name the datalist key of the unlabelled cases, or set it false."
             )
-        if float(kd_weight) == 0:
-            raise InputError(
-                "--unlabelled_pseudo_labels true needs the teacher's logits, but kd_weight is 0: give --kd_weight > 0 "
-                "(e.g. 0.25), or set --unlabelled_pseudo_labels false."
-            )
     if kd_channel_weights is not None:
         try:
             weights = [float(w) for w in kd_channel_weights]
@@ -104,10 +99,12 @@ def check_distillation_settings(
                 f"({', '.join(brats.REGIONS)}), not all zero, e.g. [1, 0.5, 1]; or null for equal weights."
             )
     if unlabelled_split is not None:
-        if float(kd_weight) == 0 and float(feature_weight) == 0:
+        pseudo = as_bool(unlabelled_pseudo_labels, "unlabelled_pseudo_labels")
+        if float(kd_weight) == 0 and float(feature_weight) == 0 and not pseudo:
             raise InputError(
                 f"--unlabelled_split {unlabelled_split!r}: cases without labels are learnt from the teacher only, but "
-                f"kd_weight = feature_weight = 0 (the baseline): set --unlabelled_split null, or give a teacher term."
+                f"kd_weight = feature_weight = 0 (the baseline): set --unlabelled_split null, give a teacher term, or "
+                f"label them with the teacher's map (--unlabelled_pseudo_labels true)."
             )
         if cached_logits_key is not None:
             raise InputError(
