@@ -18,6 +18,7 @@ REGIONS = ("et", "tc", "wt")
 FRACTION_ROWS = (
     ("voxel_mean_unlabelled", "the rest through the teacher's outputs only (`voxel_mean_unlabelled`)"),
     ("voxel_mean_pseudo", "the rest with the teacher's map as label (`voxel_mean_pseudo`)"),
+    ("pseudo_labels_only", "the rest with the teacher's map as label, no KD terms (`pseudo_labels_only`)"),
 )
 
 

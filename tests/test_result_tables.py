@@ -35,7 +35,7 @@ def test_rows_and_paired_differences_by_hand(tmp_path):
     assert "| 0.700 / 0.700 / 0.700 | +0.200 [−1.071, +1.471] 2/2 |" in unlabelled
     # against the full-label baseline: a -0.1, b +0.2 -> +0.05, sd 0.2121 / sqrt 2 = 0.15 -> [-1.856, +1.956]
     assert unlabelled.endswith("+0.050 [−1.856, +1.956] 1/2 |")
-    assert "(not run)" in out[6], "no pseudo-label run yet"
+    assert "(not run)" in out[6] and "(not run)" in out[7], "no pseudo-label runs yet"
 
 
 def test_ill_folders(tmp_path):
