@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from kd_components.evaluation import read_per_case
-from kd_components.tools.report import paired_difference
+from kd_components.tools.report import difference_cells
 
 REGIONS = ("et", "tc", "wt")
 #: (variant folder, row name) of the fraction's runs, after its baseline.
@@ -31,21 +31,6 @@ def evaluation(folder: Path, seed: int) -> list[dict]:
 def _dice(runs: list[dict]) -> str:
     rows = runs[0]["rows"]
     return " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
-
-
-def _minus(text: str) -> str:
-    return text.replace("-", "−")
-
-
-def _versus(runs: list[dict], reference: list[dict]) -> str:
-    if not runs or not reference or runs is reference:
-        return " | ".join("" for _ in REGIONS)
-    cells = []
-    for k in REGIONS:
-        d = paired_difference(runs, reference, "dice_" + k)
-        cell = _minus(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]") + f" {d['n_better']}/{d['n_cases']}"
-        cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
-    return " | ".join(cells)
 
 
 def table(full: Path, fraction: Path, modality: str, seed: int, labelled: str, total: str) -> str:
@@ -69,7 +54,8 @@ def table(full: Path, fraction: Path, modality: str, seed: int, labelled: str, t
         if not runs:
             lines.append(f"| {name} | {n} | (not run) | | | | | | |")
             continue
-        lines.append(f"| {name} | {n} | {_dice(runs)} | {_versus(runs, part_base)} | {_versus(runs, full_base)} |")
+        versus = f"{difference_cells(runs, part_base)} | {difference_cells(runs, full_base)}"
+        lines.append(f"| {name} | {n} | {_dice(runs)} | {versus} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from kd_components.evaluation import read_per_case
-from kd_components.tools.report import paired_difference
+from kd_components.tools.report import difference_cells
 
 REGIONS = ("et", "tc", "wt")
 
@@ -20,18 +20,6 @@ def evaluation(runs: Path, variant: str, modality: str, seed: int) -> list[dict]
     """``[{"seed", "rows"}]`` of one model's test evaluation, or ``[]`` when it has none."""
     table = runs / variant / modality / f"seed{seed}" / "test" / "metrics_per_case.csv"
     return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
-
-
-def _versus(runs: list[dict], reference: list[dict]) -> str:
-    if not runs or not reference or runs is reference:
-        return " | ".join("" for _ in REGIONS)
-    cells = []
-    for k in REGIONS:
-        d = paired_difference(runs, reference, "dice_" + k)
-        cell = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]".replace("-", "−")
-        cell += f" {d['n_better']}/{d['n_cases']}"
-        cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
-    return " | ".join(cells)
 
 
 def table(runs: Path, modality: str, variants: list[str], reference: str = "voxel_mean", seed: int = 0) -> str:
@@ -49,8 +37,8 @@ def table(runs: Path, modality: str, variants: list[str], reference: str = "voxe
             continue
         rows = e[0]["rows"]
         dice = " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
-        versus_ref = _versus(e, ref) if variant != "baseline" else _versus([], ref)
-        lines.append(f"| `{variant}` | {dice} | {_versus(e, base)} | {versus_ref} |")
+        versus_ref = difference_cells(e, ref) if variant != "baseline" else difference_cells([], ref)
+        lines.append(f"| `{variant}` | {dice} | {difference_cells(e, base)} | {versus_ref} |")
     return "\n".join(lines)
 
 

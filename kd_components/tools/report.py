@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
 
-__all__ = ["collect", "dominating_case_median", "paired_difference", "write_report", "main"]
+__all__ = ["collect", "difference_cells", "dominating_case_median", "paired_difference", "write_report", "main"]
 
 REGION_ORDER = ("et", "tc", "wt")
 #: the teacher must beat the baseline by at least this Dice for a region to count as "clearly better".
@@ -110,6 +111,21 @@ def paired_difference(kd: list[dict], base: list[dict], metric: str) -> dict:
         "n_better": better,
         "n_seeds": len(seeds),
     }
+
+
+def difference_cells(runs: list[dict], reference: list[dict], regions: Sequence[str] = ("et", "tc", "wt")) -> str:
+    """Markdown cells (joined by `` | ``) of ``runs`` − ``reference`` Dice per region, paired by case: ``+0.100
+    [−0.020, +0.220] 7/10``, bold where the interval excludes zero; empty cells when either has no evaluation or both
+    are the same."""
+    if not runs or not reference or runs is reference:
+        return " | ".join("" for _ in regions)
+    cells = []
+    for k in regions:
+        d = paired_difference(runs, reference, "dice_" + k)
+        cell = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]".replace("-", "−")
+        cell += f" {d['n_better']}/{d['n_cases']}"
+        cells.append(f"**{cell}**" if d["low"] > 0 or d["high"] < 0 else cell)
+    return " | ".join(cells)
 
 
 def _mean_over_seeds(evals: list[dict], metric: str) -> tuple[float, float]:
