@@ -1,8 +1,10 @@
 """A table of ablation variants against the baseline and against a reference variant (the shipped recipe), Dice paired
-by case (95% t-interval over cases, cases better), from the ablation's per-case test tables: the literature-terms
-table of docs/results.md ("Distillation terms from the literature").
+by case (95% t-interval over cases, cases better), from the ablation's per-case tables of one split: the
+literature-terms table of docs/results.md ("Distillation terms from the literature", test split) and the real
+students' settings (validation split).
 
 ``python scripts/variant_table.py --runs runs/any_phantom --modality t1ce --variants voxel_mean_cwd,...``
+``python scripts/variant_table.py --runs runs/real3mm_settings --split validation --variants voxel_mean_agree,...``
 """
 
 from __future__ import annotations
@@ -16,22 +18,24 @@ from kd_components.tools.report import difference_cells
 REGIONS = ("et", "tc", "wt")
 
 
-def evaluation(runs: Path, variant: str, modality: str, seed: int) -> list[dict]:
-    """``[{"seed", "rows"}]`` of one model's test evaluation, or ``[]`` when it has none."""
-    table = runs / variant / modality / f"seed{seed}" / "test" / "metrics_per_case.csv"
+def evaluation(runs: Path, variant: str, modality: str, seed: int, split: str = "test") -> list[dict]:
+    """``[{"seed", "rows"}]`` of one model's evaluation on ``split``, or ``[]`` when it has none."""
+    table = runs / variant / modality / f"seed{seed}" / split / "metrics_per_case.csv"
     return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
 
 
-def table(runs: Path, modality: str, variants: list[str], reference: str = "voxel_mean", seed: int = 0) -> str:
+def table(
+    runs: Path, modality: str, variants: list[str], reference: str = "voxel_mean", seed: int = 0, split: str = "test"
+) -> str:
     """Markdown: the baseline, the reference and each variant, with Dice and the paired differences to both."""
-    base = evaluation(runs, "baseline", modality, seed)
-    ref = evaluation(runs, reference, modality, seed)
+    base = evaluation(runs, "baseline", modality, seed, split)
+    ref = evaluation(runs, reference, modality, seed, split)
     lines = [
         f"| {modality}, seed {seed} | Dice ET / TC / WT | − baseline ET | TC | WT | − {reference} ET | TC | WT |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for variant in ["baseline", reference] + [v for v in variants if v not in ("baseline", reference)]:
-        e = {"baseline": base, reference: ref}.get(variant) or evaluation(runs, variant, modality, seed)
+        e = {"baseline": base, reference: ref}.get(variant) or evaluation(runs, variant, modality, seed, split)
         if not e:
             lines.append(f"| `{variant}` | (not run) | | | | | | |")
             continue
@@ -49,10 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", required=True, help="comma-separated variant names (folders under --runs)")
     ap.add_argument("--reference", default="voxel_mean", help="the variant the others are compared with too")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", choices=("test", "validation"), help="the evaluation to tabulate")
     args = ap.parse_args(argv)
     if not args.runs.is_dir():
         raise SystemExit(f"--runs {args.runs}: not a folder; give the ablation's --output folder.")
-    print(table(args.runs, args.modality, args.variants.split(","), args.reference, args.seed))
+    print(table(args.runs, args.modality, args.variants.split(","), args.reference, args.seed, args.split))
 
 
 if __name__ == "__main__":

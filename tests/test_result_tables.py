@@ -12,8 +12,8 @@ det = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(det)
 
 
-def _runs(folder, dice_by_case):
-    table = folder / "seed0" / "test" / "metrics_per_case.csv"
+def _runs(folder, dice_by_case, split="test"):
+    table = folder / "seed0" / split / "metrics_per_case.csv"
     table.parent.mkdir(parents=True)
     lines = ["case,dice_tc,hd95_tc,dice_wt,hd95_wt,dice_et,hd95_et"]
     lines += [f"{c},{d},1,{d},1,{d},1" for c, d in dice_by_case.items()]
@@ -59,3 +59,25 @@ def test_variant_table_by_hand(tmp_path):
     assert "| 0.500 / 0.500 / 0.500 | +0.000 [−1.271, +1.271] 1/2 |" in out[4]
     assert out[4].endswith("−0.100 [−1.371, +1.171] 0/2 |")
     assert out[5] == "| `voxel_mean_affinity` | (not run) | | | | | | |"
+
+
+def test_variant_table_reads_the_split_asked(tmp_path):
+    """``--split validation`` tabulates the validation evaluations, not the test ones beside them."""
+    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
+    vt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vt)
+    dice = {"baseline": (0.5, 0.2), "voxel_mean": (0.6, 0.3), "voxel_mean_agree": (0.7, 0.1)}  # test, validation
+    for variant, (test_dice, val_dice) in dice.items():
+        _runs(tmp_path / variant / "t1ce", {"a": test_dice, "b": test_dice})
+        _runs(tmp_path / variant / "t1ce", {"a": val_dice, "b": val_dice, "c": val_dice}, split="validation")
+    out = vt.table(tmp_path, "t1ce", ["voxel_mean_agree"], split="validation").splitlines()
+    assert out[2] == "| `baseline` | 0.200 / 0.200 / 0.200 |  |  |  |  |  |  |"
+    # agree: -0.1 against the baseline and -0.2 against the recipe on each of the 3 cases (sd 0: a point interval)
+    assert out[4] == (
+        "| `voxel_mean_agree` | 0.100 / 0.100 / 0.100 | "
+        + " | ".join(["**−0.100 [−0.100, −0.100] 0/3**"] * 3)
+        + " | "
+        + " | ".join(["**−0.200 [−0.200, −0.200] 0/3**"] * 3)
+        + " |"
+    )
+    assert vt.table(tmp_path, "t1ce", [], split="test").splitlines()[2].startswith("| `baseline` | 0.500 / 0.500")
