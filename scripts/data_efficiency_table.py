@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kd_components.evaluation import read_per_case
-from kd_components.tools.report import difference_cells
+from kd_components.tools.report import dice_cell, difference_cells, seed_evaluation
 
-REGIONS = ("et", "tc", "wt")
 #: (variant folder, row name) of the fraction's runs, after its baseline.
 FRACTION_ROWS = (
     ("voxel_mean_unlabelled", "the rest through the teacher's outputs only (`voxel_mean_unlabelled`)"),
@@ -24,13 +22,7 @@ FRACTION_ROWS = (
 
 def evaluation(folder: Path, seed: int) -> list[dict]:
     """``[{"seed", "rows"}]`` of one model's test evaluation, or ``[]`` when it has none."""
-    table = folder / f"seed{seed}" / "test" / "metrics_per_case.csv"
-    return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
-
-
-def _dice(runs: list[dict]) -> str:
-    rows = runs[0]["rows"]
-    return " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
+    return seed_evaluation(folder / f"seed{seed}", seed)
 
 
 def table(full: Path, fraction: Path, modality: str, seed: int, labelled: str, total: str) -> str:
@@ -55,7 +47,7 @@ def table(full: Path, fraction: Path, modality: str, seed: int, labelled: str, t
             lines.append(f"| {name} | {n} | (not run) | | | | | | |")
             continue
         versus = f"{difference_cells(runs, part_base)} | {difference_cells(runs, full_base)}"
-        lines.append(f"| {name} | {n} | {_dice(runs)} | {versus} |")
+        lines.append(f"| {name} | {n} | {dice_cell(runs)} | {versus} |")
     return "\n".join(lines)
 
 

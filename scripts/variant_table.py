@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kd_components.evaluation import read_per_case
-from kd_components.tools.report import difference_cells
-
-REGIONS = ("et", "tc", "wt")
+from kd_components.tools.report import dice_cell, difference_cells, seed_evaluation
 
 
 def evaluation(runs: Path, variant: str, modality: str, seed: int, split: str = "test") -> list[dict]:
     """``[{"seed", "rows"}]`` of one model's evaluation on ``split``, or ``[]`` when it has none."""
-    table = runs / variant / modality / f"seed{seed}" / split / "metrics_per_case.csv"
-    return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
+    return seed_evaluation(runs / variant / modality / f"seed{seed}", seed, split)
 
 
 def table(
@@ -39,8 +35,7 @@ def table(
         if not e:
             lines.append(f"| `{variant}` | (not run) | | | | | | |")
             continue
-        rows = e[0]["rows"]
-        dice = " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in REGIONS)
+        dice = dice_cell(e)
         versus_ref = difference_cells(e, ref) if variant != "baseline" else difference_cells([], ref)
         lines.append(f"| `{variant}` | {dice} | {difference_cells(e, base)} | {versus_ref} |")
     return "\n".join(lines)

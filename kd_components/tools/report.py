@@ -31,7 +31,16 @@ from kd_components.errors import InputError, command
 from kd_components.evaluation import read_per_case
 from kd_components.files import atomic_write_text
 
-__all__ = ["collect", "difference_cells", "dominating_case_median", "paired_difference", "write_report", "main"]
+__all__ = [
+    "collect",
+    "dice_cell",
+    "difference_cells",
+    "dominating_case_median",
+    "paired_difference",
+    "seed_evaluation",
+    "write_report",
+    "main",
+]
 
 REGION_ORDER = ("et", "tc", "wt")
 #: the teacher must beat the baseline by at least this Dice for a region to count as "clearly better".
@@ -111,6 +120,20 @@ def paired_difference(kd: list[dict], base: list[dict], metric: str) -> dict:
         "n_better": better,
         "n_seeds": len(seeds),
     }
+
+
+def seed_evaluation(seed_folder: Path, seed: int, split: str = "test") -> list[dict]:
+    """``[{"seed", "rows"}]`` of one model's evaluation on ``split`` (``seed_folder/split/metrics_per_case.csv``, the
+    ablation's layout), or ``[]`` when it has none: the input of :func:`paired_difference` and
+    :func:`difference_cells`."""
+    table = seed_folder / split / "metrics_per_case.csv"
+    return [{"seed": seed, "rows": read_per_case(table)}] if table.is_file() else []
+
+
+def dice_cell(runs: list[dict], regions: Sequence[str] = ("et", "tc", "wt")) -> str:
+    """``0.400 / 0.550 / 0.700``: the first run's mean Dice over its cases per region."""
+    rows = runs[0]["rows"]
+    return " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in regions)
 
 
 def difference_cells(runs: list[dict], reference: list[dict], regions: Sequence[str] = ("et", "tc", "wt")) -> str:
