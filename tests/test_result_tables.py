@@ -12,8 +12,8 @@ det = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(det)
 
 
-def _runs(folder, dice_by_case, split="test"):
-    table = folder / "seed0" / split / "metrics_per_case.csv"
+def _runs(folder, dice_by_case, split="test", seed=0):
+    table = folder / f"seed{seed}" / split / "metrics_per_case.csv"
     table.parent.mkdir(parents=True)
     lines = ["case,dice_tc,hd95_tc,dice_wt,hd95_wt,dice_et,hd95_et"]
     lines += [f"{c},{d},1,{d},1,{d},1" for c, d in dice_by_case.items()]
@@ -81,3 +81,35 @@ def test_variant_table_reads_the_split_asked(tmp_path):
         + " |"
     )
     assert vt.table(tmp_path, "t1ce", [], split="test").splitlines()[2].startswith("| `baseline` | 0.500 / 0.500")
+
+
+def test_variant_table_over_two_seeds_by_hand(tmp_path):
+    """``--seeds 0,1``: Dice averaged over the seeds; differences paired by case and seed, each case's averaged over
+    the seeds (the study table's rule); a variant missing one of the seeds is not run, not half a row."""
+    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
+    vt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vt)
+    by_seed = [((0.5, 0.5), (0.6, 0.4), (0.7, 0.5)), ((0.3, 0.5), (0.4, 0.4), (0.5, 0.7))]  # cases a, b
+    for seed, (base, ref, t1) in enumerate(by_seed):
+        _runs(tmp_path / "baseline" / "t1ce", dict(zip("ab", base)), seed=seed)
+        _runs(tmp_path / "voxel_mean" / "t1ce", dict(zip("ab", ref)), seed=seed)
+        _runs(tmp_path / "voxel_mean_t1" / "t1ce", dict(zip("ab", t1)), seed=seed)
+    _runs(tmp_path / "voxel_mean_agree" / "t1ce", {"a": 0.9, "b": 0.9})  # seed 0 only
+    out = vt.table(tmp_path, "t1ce", ["voxel_mean_t1", "voxel_mean_agree"], seed=[0, 1]).splitlines()
+    assert out[0].startswith("| t1ce, seeds 0, 1 |")
+    # baseline: seed 0 mean 0.5, seed 1 mean 0.4 -> 0.45
+    assert out[2] == "| `baseline` | 0.450 / 0.450 / 0.450 |  |  |  |  |  |  |"
+    # t1 - baseline: case a (+0.2, +0.2) -> +0.2, case b (0, +0.2) -> +0.1: mean +0.15, sd 0.0707 / sqrt 2 = 0.05
+    # -> [+0.15 - 12.706 * 0.05, ...] = [-0.485, +0.785], 2 of 2 better
+    assert out[4].startswith("| `voxel_mean_t1` | 0.600 / 0.600 / 0.600 | +0.150 [−0.485, +0.785] 2/2 |")
+    # t1 - recipe: a (+0.1, +0.1) -> +0.1, b (+0.1, +0.3) -> +0.2: the same interval shifted
+    assert out[4].endswith("+0.150 [−0.485, +0.785] 2/2 |")
+    assert out[5] == "| `voxel_mean_agree` | (not run) | | | | | | |"
+
+
+def test_ill_variant_table_seeds(tmp_path):
+    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
+    vt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vt)
+    with pytest.raises(SystemExit, match="--seeds 0,x: not comma-separated integers"):
+        vt.main(["--runs", str(tmp_path), "--variants", "voxel_mean_t1", "--seeds", "0,x"])

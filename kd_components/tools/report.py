@@ -131,9 +131,8 @@ def seed_evaluation(seed_folder: Path, seed: int, split: str = "test") -> list[d
 
 
 def dice_cell(runs: list[dict], regions: Sequence[str] = ("et", "tc", "wt")) -> str:
-    """``0.400 / 0.550 / 0.700``: the first run's mean Dice over its cases per region."""
-    rows = runs[0]["rows"]
-    return " / ".join(f"{sum(r['dice_' + k] for r in rows) / len(rows):.3f}" for k in regions)
+    """``0.400 / 0.550 / 0.700``: mean Dice per region over each run's cases, then over the runs (seeds)."""
+    return " / ".join(f"{_mean_over_seeds(runs, 'dice_' + k)[0]:.3f}" for k in regions)
 
 
 def difference_cells(runs: list[dict], reference: list[dict], regions: Sequence[str] = ("et", "tc", "wt")) -> str:
