@@ -48,7 +48,11 @@ def _unreadable(root):
 
 def _shape(root):
     _rewrite(_file(root, "t1"), lambda d: d[:-2])
-    return r"'.*_t1\.nii\.gz' has shape \(30, 32, 32\) but '.*_t1ce\.nii\.gz' \(32, 32, 32\); resample all modalities"
+    # named against the grid the other four files share, not against the first file
+    return (
+        r"'.*_t1\.nii\.gz' has shape \(30, 32, 32\) but '.*_t1ce\.nii\.gz' \(32, 32, 32\) \(like 3 other file\(s\) of "
+        r"the case\); resample all modalities"
+    )
 
 
 def _affine(root):
@@ -88,6 +92,34 @@ def _zero(root):
     return r"'.*_flair\.nii\.gz' is zero everywhere; the modality is empty"
 
 
+def _damaged_gzip(root):
+    """A .nii.gz whose stream is damaged after the voxels nibabel reads (its checksum here): it loads without an
+    error, so only reading the stream to its end finds it (a copy damaged in the middle loads wrong voxels alike)."""
+    path = _file(root, "t2")
+    raw = bytearray(path.read_bytes())
+    raw[-8:-4] = bytes(b ^ 0xFF for b in raw[-8:-4])  # the CRC-32 of the gzip trailer
+    path.write_bytes(bytes(raw))
+    assert np.isfinite(np.asarray(nib.load(path).dataobj)).all(), "nibabel reads it: the check must not rely on that"
+    return r"image file '.*_t2\.nii\.gz' is a damaged gzip file \(.*CRC.*\): its voxels cannot be trusted"
+
+
+def _no_contrast(root):
+    _rewrite(_file(root, "t1"), lambda d: (d != 0).astype(np.uint8))  # a brain mask given as the T1 scan
+    return r"'.*_t1\.nii\.gz' holds one value \(1\) in all its \d+ non-zero voxels: no contrast, a mask"
+
+
+def _first_off_grid(root):
+    path = _file(root, "t1ce")  # the first image: the message names it, not the four files on the case's grid
+    img = nib.load(path)
+    affine = img.affine.copy()
+    affine[1, 3] += 3.0
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), path)
+    return (
+        r"'.*_t1ce\.nii\.gz' has another affine \(orientation/origin/spacing\) than '.*_t1\.nii\.gz' \(like 3 other "
+        r"file\(s\) of the case\); co-register"
+    )
+
+
 def _labels(root):
     _rewrite(_file(root, "seg"), lambda d: np.where(d == 2, 7, d).astype(np.uint8))
     return r"label '.*_seg\.nii\.gz' has value\(s\) \[7\] outside \[0, 1, 2, 4\] \(2018-2021 labels are 1 NCR/NET"
@@ -120,6 +152,9 @@ BAD_INPUT = {
     "2-D label": _two_d_label,
     "NaN voxels": _nan,
     "all-zero modality": _zero,
+    "damaged gzip stream": _damaged_gzip,
+    "modality without contrast (a mask)": _no_contrast,
+    "first modality off the case's grid": _first_off_grid,
     "label value outside the convention": _labels,
     "empty datalist split": _empty_datalist,
     "datalist that is not JSON": _not_json,

@@ -27,7 +27,7 @@ def _scan(path, data=None, affine=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = np.zeros((8, 8, 8), np.float32)
-        data[2:6, 2:6, 2:6] = 1.0
+        data[2:6, 2:6, 2:6] = np.linspace(1.0, 2.0, 64).reshape(4, 4, 4)  # a brain with contrast
     nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
     return path
 
@@ -171,7 +171,7 @@ def test_ill_teacher_inference_writes_nothing_from_a_refused_scan(tmp_path):
 def test_ill_stacked_teacher_image_checked_per_channel(tmp_path):
     """One file with the teacher's four channels on its last axis (MONAI Label's form): each channel is checked."""
     data = np.zeros((8, 8, 8, 4), np.float32)
-    data[2:6, 2:6, 2:6] = 1.0
+    data[2:6, 2:6, 2:6] = np.linspace(1.0, 2.0, 64).reshape(4, 4, 4, 1)
     good = _scan(tmp_path / "stack.nii.gz", data)
     assert check_images([{"image": str(good)}], channels=4) == [{"image": str(good)}]
     data[0, 0, 0, 3] = np.nan

@@ -2,10 +2,14 @@
 
 What is checked, per case (every problem is reported, with the file and how to fix it):
 
-- each modality and the label exist and can be read;
-- modalities and label share one grid: same shape and same affine (within 1e-3 mm);
+- each modality and the label exist and can be read, a ``.gz`` file to the end of its stream (the gzip checksum:
+  a file corrupted in the middle reads without error, to wrong voxels, when only the bytes the header asks for are
+  decompressed);
+- modalities and label share one grid: same shape and same affine (within 1e-3 mm); the file that differs from the
+  others (the majority's grid) is the one named;
 - no NaN or Inf voxel;
-- no modality that is zero everywhere;
+- no modality that is zero everywhere, and none whose non-zero voxels all hold one value (no contrast: a brain mask
+  or a blank export given as a scan);
 - a zero background: the bundles normalise each scan over its non-zero voxels (the brain of a skull-stripped
   BraTS scan), so a scan whose background is another value (a z-scored export: -3.6) would count the whole volume
   as brain; fewer than ``MIN_ZERO_FRACTION`` of its voxels at 0 is refused;
@@ -20,8 +24,11 @@ of these checks (the key holds both). The memory is read once per process and wr
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +36,20 @@ import numpy as np
 from kd_components.brats import LABEL_VALUES
 from kd_components.files import atomic_write_text
 
-__all__ = ["MIN_ZERO_FRACTION", "case_problems", "dimension_problem", "flush", "image_problems", "reset"]
+__all__ = [
+    "MIN_ZERO_FRACTION",
+    "case_problems",
+    "dimension_problem",
+    "flush",
+    "gzip_problem",
+    "image_problems",
+    "reset",
+]
 
 #: below this fraction of voxels at exactly 0 a scan has no zero background (skull-stripped BraTS: about 0.8).
 MIN_ZERO_FRACTION = 0.01
 #: the version of the checks, part of the memory's key: a case found clean by older checks is checked again.
-CHECKS_VERSION = 2
+CHECKS_VERSION = 3
 
 _CONVENTION_FIX = {
     "brats2021": "2018-2021 labels are 1 NCR/NET, 2 ED, 4 ET",
@@ -121,6 +136,12 @@ def image_problems(data: np.ndarray) -> list[str]:
         return [f"has {bad} NaN/Inf voxel(s); replace them (e.g. with 0) or re-export"]
     if not np.any(data):
         return ["is zero everywhere; the modality is empty, re-export it"]
+    inside = data[data != 0]
+    if inside.min() == inside.max():
+        return [
+            f"holds one value ({inside.flat[0]:.4g}) in all its {inside.size} non-zero voxels: no contrast, a mask "
+            f"or a blank export rather than a scan; give the scan itself"
+        ]
     zero = float(np.mean(data == 0))
     if zero < MIN_ZERO_FRACTION:
         low = data.min()
@@ -131,6 +152,50 @@ def image_problems(data: np.ndarray) -> list[str]:
             f"(e.g. data[data == data.min()] = 0 for a z-scored export)"
         ]
     return []
+
+
+def gzip_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with a ``.gz`` file's stream (None when whole, or not a ``.gz`` name): read to its end, so that
+    the checksum and length in its trailer are checked; NIfTI readers stop after the voxels the header asks for and
+    never reach them, so a file corrupted in the middle would give wrong voxels without an error."""
+    if not str(path).endswith(".gz"):
+        return None
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as e:
+        reason = " ".join(str(e).split())[:120]
+        return (
+            f"is a damaged gzip file ({type(e).__name__}: {reason}): its voxels cannot be trusted; copy or re-export it"
+        )
+    return None
+
+
+def _grid_problems(name: str, grids: list[tuple[Path, tuple, np.ndarray]]) -> list[str]:
+    """The files of a case off its grid: the grid most files share (the first file's on a tie) is the reference, so
+    the message names the odd file, not a good one."""
+    if len(grids) < 2:
+        return []
+    keys = [(shape, tuple(np.round(np.asarray(affine, dtype=np.float64), 3).ravel())) for _, shape, affine in grids]
+    counts = Counter(keys)
+    ref = max(range(len(grids)), key=lambda i: (counts[keys[i]], -i))
+    ref_path, ref_shape, ref_affine = grids[ref]
+    n_same = counts[keys[ref]] - 1
+    also = f" (like {n_same} other file(s) of the case)" if n_same else ""
+    problems = []
+    for path, shape, affine in grids:
+        if shape != ref_shape:
+            problems.append(
+                f"case '{name}': '{path.name}' has shape {shape} but '{ref_path.name}' {ref_shape}{also}; resample all "
+                f"modalities and the label onto one grid (BraTS: 240x240x155, 1 mm)"
+            )
+        elif not np.allclose(affine, ref_affine, atol=1e-3):
+            problems.append(
+                f"case '{name}': '{path.name}' has another affine (orientation/origin/spacing) than "
+                f"'{ref_path.name}'{also}; co-register the modalities and the label"
+            )
+    return problems
 
 
 def case_problems(name: str, images: list[Path], label: Path | None, convention: str | None = None) -> list[str]:
@@ -151,7 +216,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
     key = None if problems else _fingerprint([p for _, p in files], convention)
     if key is not None and key in _known(cache):
         return []
-    ref_shape = ref_affine = ref_name = None
+    grids: list[tuple[Path, tuple, np.ndarray]] = []
     for role, path in files:
         try:
             img = nib.load(str(path))
@@ -162,22 +227,13 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
                 f"case '{name}': {role} file '{path}' cannot be read ({type(e).__name__}: {reason}); re-export it"
             )
             continue
+        if (damaged := gzip_problem(path)) is not None:
+            problems.append(f"case '{name}': {role} file '{path}' {damaged}")
+            continue
         if len(img.shape) != 3:
             problems.append(f"case '{name}': {role} file '{path}' {dimension_problem(tuple(img.shape))}")
             continue
-        shape, affine = tuple(img.shape[:3]), img.affine
-        if ref_shape is None:
-            ref_shape, ref_affine, ref_name = shape, affine, path.name
-        elif shape != ref_shape:
-            problems.append(
-                f"case '{name}': '{path.name}' has shape {shape} but '{ref_name}' {ref_shape}; resample all "
-                f"modalities and the label onto one grid (BraTS: 240x240x155, 1 mm)"
-            )
-        elif not np.allclose(affine, ref_affine, atol=1e-3):
-            problems.append(
-                f"case '{name}': '{path.name}' has another affine (orientation/origin/spacing) than '{ref_name}'; "
-                f"co-register the modalities and the label"
-            )
+        grids.append((path, tuple(img.shape[:3]), img.affine))
         if role == "image":
             problems += [f"case '{name}': '{path}' {p}" for p in image_problems(data)]
         else:
@@ -195,6 +251,7 @@ def case_problems(name: str, images: list[Path], label: Path | None, convention:
                     f"case '{name}': label '{path}' has value(s) {extra} outside "
                     f"{sorted(allowed) if convention else 'the BraTS conventions'} ({hint}); fix the label map"
                 )
+    problems += _grid_problems(name, grids)
     if not problems and key is not None and cache is not None:
         _known(cache).add(key)
         _DIRTY.add(cache)
