@@ -35,6 +35,7 @@ __all__ = [
     "COMBINATION_SEPARATOR",
     "canonical_combination",
     "canonical_modality",
+    "channel_order_problem",
     "combination_indices",
     "combination_members",
     "modality_index",
@@ -169,6 +170,21 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
             if case and len(parts) > 1 and all(p in suffixes and suffixes[p] != "seg" for p in parts):
                 return case, convention, COMBINATION_SEPARATOR.join(suffixes[p] for p in parts)
     return name, None, None
+
+
+def channel_order_problem(paths) -> str | None:
+    """The first of a teacher item's files (one per channel, ``None`` for an absent sequence) whose name says another
+    sequence than its place in ``TEACHER_CHANNELS``: ``"'C_flair.nii.gz' (FLAIR) is listed as channel 0 (T1c)"``;
+    None when every file whose name says its sequence is in its channel (names that say nothing are taken as
+    given)."""
+    for i, p in enumerate(paths):
+        if p is None or i >= len(TEACHER_CHANNELS):
+            continue
+        role = split_file_name(str(p))[2]
+        if role in CHANNEL_NAMES and role != TEACHER_CHANNELS[i]:
+            place = CHANNEL_NAMES[TEACHER_CHANNELS[i]]
+            return f"'{os.path.basename(str(p))}' ({CHANNEL_NAMES[role]}) is listed as channel {i} ({place})"
+    return None
 
 
 #: the convention a label map is written in when its input's name says no BraTS layout (a DICOM folder, an MSD file)

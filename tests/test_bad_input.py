@@ -120,6 +120,14 @@ def _first_off_grid(root):
     )
 
 
+def _swapped_channels(root):
+    content = json.loads((root / "datalist.json").read_text())
+    images = content["training"][0]["image"]
+    images[0], images[3] = images[3], images[0]  # FLAIR where T1c belongs: the teacher would read it as T1c
+    (root / "datalist.json").write_text(json.dumps(content))
+    return r"'.*_flair\.nii\.gz' \(FLAIR\) is listed as channel 0 \(T1c\); 'image' lists T1c, T1, T2, FLAIR in that"
+
+
 def _labels(root):
     _rewrite(_file(root, "seg"), lambda d: np.where(d == 2, 7, d).astype(np.uint8))
     return r"label '.*_seg\.nii\.gz' has value\(s\) \[7\] outside \[0, 1, 2, 4\] \(2018-2021 labels are 1 NCR/NET"
@@ -155,6 +163,7 @@ BAD_INPUT = {
     "damaged gzip stream": _damaged_gzip,
     "modality without contrast (a mask)": _no_contrast,
     "first modality off the case's grid": _first_off_grid,
+    "images listed out of channel order": _swapped_channels,
     "label value outside the convention": _labels,
     "empty datalist split": _empty_datalist,
     "datalist that is not JSON": _not_json,

@@ -6,6 +6,7 @@ The bundles' inference configs run these in ``initialize``; a refused scan means
 from __future__ import annotations
 
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -52,8 +53,25 @@ def test_student_datalist_from_input_or_search(tmp_path):
     a = _scan(tmp_path / "A" / "A-t2f.nii.gz")
     assert student_datalist(None, tmp_path, "flair") == [{"image": str(a)}]
     assert student_datalist([], tmp_path, "t2f") == [{"image": str(a)}]
-    assert student_datalist(str(a), tmp_path / "none", "t1") == [{"image": str(a)}]  # given: no search
-    assert student_datalist([a, a], tmp_path, "t1") == [{"image": str(a)}, {"image": str(a)}]
+    assert student_datalist(str(a), tmp_path / "none", "flair") == [{"image": str(a)}]  # given: no search
+    assert student_datalist([a, a], tmp_path, "flair") == [{"image": str(a)}, {"image": str(a)}]
+    plain = _scan(tmp_path / "B" / "scan.nii.gz")  # a name that says no sequence: taken as the student's
+    assert student_datalist(str(plain), tmp_path, "t1") == [{"image": str(plain)}]
+
+
+def test_ill_student_given_a_file_named_for_another_sequence(tmp_path):
+    """A T1c student given CASE_flair.nii.gz would segment FLAIR as if it were T1c (a wrong map, exit 0): the name
+    is read and the file refused, alone, in a list, or stacked."""
+    flair = _scan(tmp_path / "A" / "A-t2f.nii.gz")
+    said = r"its name says FLAIR, but this student segments T1c \(t1ce\): a scan read as another sequence"
+    with pytest.raises(InputError, match=rf"--input_image '.*A-t2f.nii.gz': {said}"):
+        student_datalist(str(flair), tmp_path, "t1ce")
+    with pytest.raises(InputError, match=said):
+        student_datalist([str(_scan(tmp_path / "B" / "B_t1ce.nii.gz")), str(flair)], tmp_path, "t1ce")
+    stacked = _scan(tmp_path / "C" / "C_t1ce+flair.nii.gz")
+    with pytest.raises(InputError, match=r"its name says T1c\+FLAIR, but this student segments T1c "):
+        student_datalist(str(stacked), tmp_path, "t1ce")
+    assert student_datalist(str(stacked), tmp_path, "flair+t1ce") == [{"image": str(stacked)}]
 
 
 def test_ill_student_datalist(tmp_path):
@@ -122,6 +140,62 @@ def test_ill_teacher_datalist(tmp_path):
     (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": ["gone.nii.gz"]}]}))
     with pytest.raises(InputError, match=r"image '.*gone.nii.gz' of datalist"):
         teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
+    # FLAIR listed first: the teacher would read it as T1c; refused by the names, before any voxel is read
+    order = [f"c/c_{m}.nii.gz" for m in ("flair", "t1", "t2", "t1ce")]
+    for name in order:
+        _scan(tmp_path / name)
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": order}]}))
+    with pytest.raises(InputError, match=r"'c_flair.nii.gz' \(FLAIR\) is listed as channel 0 \(T1c\); 'image' lists"):
+        teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
+
+
+def test_outputs_checked_before_any_work(tmp_path, caplog):
+    """Two scans of one case name would be written under one name (the second replacing the first): refused; an
+    --output_dir that is a file: refused; a map from an earlier run: replaced, with a warning."""
+    import logging
+
+    from kd_components.deploy.inference import check_outputs
+
+    a, b = _scan(tmp_path / "p1" / "DICOM.nii.gz"), _scan(tmp_path / "p2" / "DICOM.nii.gz")
+    items = [{"image": str(a)}, {"image": str(b)}]
+    with pytest.raises(InputError, match=r"'.*p1/DICOM.nii.gz' and '.*p2/DICOM.nii.gz' would both be written as "):
+        check_outputs(items, tmp_path / "out", "t1ce")
+    with pytest.raises(InputError, match=r"--output_dir '.*DICOM.nii.gz' is a file, not a folder"):
+        check_outputs(items[:1], a, "t1ce")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "DICOM_t1ce_seg_brats2021.nii.gz").write_bytes(b"earlier")
+    with caplog.at_level(logging.WARNING, logger="kd_components.inference"):
+        assert check_outputs(items[:1], out, "t1ce") == items[:1]
+    assert "1 label map(s) in" in caplog.text and "DICOM_t1ce_seg_brats2021.nii.gz" in caplog.text
+    teacher_items = [{"image": [str(a)] * 4}, {"image": [str(_scan(tmp_path / "p3" / "X.nii.gz"))] * 4}]
+    assert check_outputs(teacher_items, out, "teacher", "brats2023") == teacher_items
+
+
+def test_ill_student_inference_of_two_scans_of_one_name_writes_nothing(tmp_path):
+    a, b = _scan(tmp_path / "p1" / "DICOM.nii.gz"), _scan(tmp_path / "p2" / "DICOM.nii.gz")
+    line = refused(
+        "run", "--config_file", STUDENT / "inference.json", "--ckpt_dir", _weights(tmp_path),
+        "--input_image", f"['{a}','{b}']", "--bundle_root", tmp_path / "s", "--output_dir", tmp_path / "pred",
+    )  # fmt: skip
+    assert line.startswith("error: ") and "would both be written as" in line, line
+    assert not (tmp_path / "pred").exists()
+
+
+def test_ill_teacher_weights_given_to_the_student_inference(tmp_path):
+    """The teacher's models folder given to the student's inference: refused by its recorded channel count before
+    anything loads (it used to fail deep in the run, on the state dict)."""
+    from kd_components.deploy.weights import write_model_settings
+
+    weights = _weights(tmp_path)
+    write_model_settings(weights, [64, 64, 64], 4, None)
+    line = refused(
+        "run", "--config_file", STUDENT / "inference.json", "--ckpt_dir", weights,
+        "--input_image", _scan(tmp_path / "c_t1ce.nii.gz"), "--bundle_root", tmp_path / "s",
+        "--output_dir", tmp_path / "pred",
+    )  # fmt: skip
+    assert re.match(r"error: --ckpt_dir '.*' holds weights of the four-sequence teacher \(4 input channel", line), line
+    assert not (tmp_path / "pred").exists()
 
 
 @pytest.mark.parametrize("name", ["nan", "zscored", "truncated"])
@@ -268,7 +342,10 @@ def test_combination_items_by_case_in_the_teachers_order(tmp_path):
         )
         == 2
     )
-    assert student_datalist(str(a["t1ce"]), tmp_path, "t1ce+flair") == [{"image": str(a["t1ce"])}]
+    stacked = str(_scan(tmp_path / "A" / "A_t1ce+flair.nii.gz"))
+    assert student_datalist(stacked, tmp_path, "t1ce+flair") == [{"image": stacked}]
+    with pytest.raises(InputError, match=r"its name says T1c, but this student segments T1c\+FLAIR"):
+        student_datalist(str(a["t1ce"]), tmp_path, "t1ce+flair")  # one sequence is not the stacked pair
     # names that say nothing: the order given
     other = [str(_scan(tmp_path / "x" / "one.nii.gz")), str(_scan(tmp_path / "x" / "two.nii.gz"))]
     assert student_datalist(other, tmp_path / "x", "t1ce+flair") == [{"image": other}]

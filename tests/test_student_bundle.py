@@ -492,3 +492,15 @@ def test_any_student_and_asked_teacher_train_on_cases_with_absent_sequences(tiny
     # a teacher trained on complete cases only is not distilled from zero-filled inputs it never saw
     with pytest.raises(SystemExit, match=r"lack sequences .* but the teacher .* was trained on complete cases only"):
         _train_kd(tmp_path / "other", data, teacher_ckpt, student_modality="any")
+
+
+def test_student_evaluation_needs_no_teacher(tmp_path):
+    """Scoring a student's weights needs the weights and the data, not the teacher it was distilled from (a model-zoo
+    user may hold the student alone), nor the voxel size (it travels with the weights): with neither teacher nor data
+    the one line names the data only (training names both)."""
+    configs = f"['{STUDENT / 'train.json'}','{STUDENT / 'evaluate.json'}']"
+    common = ["--bundle_root", tmp_path / "s", "--dataset_dir", tmp_path / "nope"]
+    line = refused("run", "evaluating", "--config_file", configs, "--teacher_ckpt", tmp_path / "gone.pt", *common)
+    assert line.startswith("error: ") and "nope" in line and "teacher" not in line, line
+    trained = _refused_training("--teacher_ckpt", tmp_path / "gone.pt", *common)
+    assert "nope" in trained and "teacher checkpoint" in trained, trained

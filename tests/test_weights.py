@@ -9,6 +9,7 @@ import pytest
 
 from kd_components.deploy.weights import (
     SETTINGS_NAME,
+    check_channels,
     read_model_settings,
     trained_modality,
     trained_window,
@@ -71,6 +72,22 @@ def test_ill_modality_other_than_trained(tmp_path):
         trained_modality(tmp_path, "dwi")
 
 
+def test_channels_follow_the_weights(tmp_path):
+    write_model_settings(tmp_path / "t", [64, 64, 64], 4, None)  # the teacher
+    write_model_settings(tmp_path / "s", [64, 64, 64], 2, "t1ce+flair")
+    assert check_channels(tmp_path / "t", 4) == 4 and check_channels(tmp_path / "s", 2) == 2
+    assert check_channels(tmp_path / "no_settings", 1) == 1  # the model zoo's weights: nothing recorded to check
+
+
+def test_ill_channels_other_than_trained(tmp_path):
+    write_model_settings(tmp_path / "t", [64, 64, 64], 4, None)
+    write_model_settings(tmp_path / "s", [64, 64, 64], 2, "t1ce+flair")
+    with pytest.raises(InputError, match=r"holds weights of the four-sequence teacher \(4 input channel\(s\), "):
+        check_channels(tmp_path / "t", 1)
+    with pytest.raises(InputError, match=r"holds weights of a t1ce\+flair student \(2 input channel\(s\), .* takes 4"):
+        check_channels(tmp_path / "s", 4)
+
+
 def test_ill_window(tmp_path):
     with pytest.raises(ValueError, match=r"roi_size must be 3 sizes >= 1, got \[48, 48\]"):
         trained_window(tmp_path, [48, 48])
@@ -83,7 +100,7 @@ def test_ill_inference_without_weights_is_one_line(tmp_path):
     from conftest import REPO, refused
 
     data = np.zeros((8, 8, 8), np.float32)
-    data[2:6, 2:6, 2:6] = 1.0
+    data[2:6, 2:6, 2:6] = np.linspace(1.0, 2.0, 64).reshape(4, 4, 4)
     image = tmp_path / "c_t1ce.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(image))  # a scan that passes its checks
     line = refused(

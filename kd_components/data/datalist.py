@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_components.brats import CHANNEL_NAMES, FILE_SEPARATOR, FILE_SUFFIXES, TEACHER_CHANNELS, split_file_name
+from kd_components.brats import (
+    CHANNEL_NAMES,
+    FILE_SEPARATOR,
+    FILE_SUFFIXES,
+    TEACHER_CHANNELS,
+    channel_order_problem,
+    split_file_name,
+)
 from kd_components.data import validate
 from kd_components.errors import InputError
 from kd_components.files import atomic_write_text
@@ -383,6 +390,11 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4, a
             f"case '{name}' lacks {', '.join(absent)} (null in 'image'): cases with absent sequences train only a "
             f"--student_modality any student, or the teacher with --allow_absent_sequences true; add the file(s) "
             f"or leave the case out of this split"
+        )
+    if n_channels == 4 and (misplaced := channel_order_problem(images)) is not None:
+        problems.append(
+            f"case '{name}': {misplaced}; 'image' lists T1c, T1, T2, FLAIR in that order (the teacher's channels): "
+            f"reorder it, or write the datalist with python -m kd_components.data datalist"
         )
     images = [p for p in images if p is not None]
     if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():

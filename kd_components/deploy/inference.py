@@ -12,6 +12,7 @@ and before anything is written.
 - ``student_datalist``: the items of ``--input_image`` (a file, a DICOM folder or a list), or of the search.
 - ``teacher_datalist``: the items of the teacher's datalist split.
 - ``check_images``: the voxel checks of every item.
+- ``check_outputs``: no two maps under one name, no file where the output folder should be.
 - ``output_convention``: the label convention asked for, checked (None: each map follows its input's file names).
 - ``output_name`` / ``case_name_formatter``: output names that say the case, which model wrote them and the
   convention (``CASE_teacher_seg_brats2021.nii.gz``, ``CASE_t1ce_seg_brats2023.nii.gz``), not the first input's name.
@@ -34,6 +35,7 @@ logger = logging.getLogger("kd_components.inference")
 __all__ = [
     "case_name_formatter",
     "check_images",
+    "check_outputs",
     "find_images",
     "output_convention",
     "output_name",
@@ -147,6 +149,27 @@ def _one_case(paths: list[str], members: list[str]) -> list[str]:
     return paths
 
 
+def _named_as(path: str, members: list[str]) -> str:
+    """``path``, refused when its BraTS name says other sequences than the student's (``CASE_flair.nii.gz`` given to
+    a T1c student: it would segment the FLAIR scan as if it were T1c, a wrong map without a warning). A name that says
+    nothing (``scan.nii.gz``, a DICOM folder) is taken as the student's sequence."""
+    said = _modality_of(path)
+    if said is None:
+        return path
+    try:
+        named = brats.combination_members(said)
+    except ValueError:
+        return path
+    if sorted(named) != sorted(members):
+        combo = brats.COMBINATION_SEPARATOR.join(members)
+        raise InputError(
+            f"--input_image '{path}': its name says {'+'.join(brats.CHANNEL_NAMES[m] for m in named)}, but this "
+            f"student segments {'+'.join(brats.CHANNEL_NAMES[m] for m in members)} ({combo}): a scan read as another "
+            f"sequence gives a wrong map; give the {combo} image, or the weights of a student of that sequence."
+        )
+    return path
+
+
 def student_datalist(
     input_image: str | os.PathLike | Sequence | None,
     dataset_dir: str | os.PathLike,
@@ -209,9 +232,9 @@ def student_datalist(
             for _, files in sorted(by_case.items())
         ]
     elif isinstance(input_image, (str, os.PathLike)):
-        items = [str(input_image)]  # one file: a single sequence, or a stacked multi-channel image
+        items = [_named_as(str(input_image), members)]  # one file: a single sequence, or a stacked image
     elif len(members) == 1:
-        items = [str(p) for p in input_image]
+        items = [_named_as(str(p), members) for p in input_image]
     elif all(isinstance(p, (list, tuple)) for p in input_image):
         items = [_one_case([str(q) for q in p], members) for p in input_image]
     else:
@@ -348,7 +371,51 @@ def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | 
                     f"image '{p}' of datalist '{data_list_file_path}' does not exist: check --dataset_dir, or rewrite "
                     f"the datalist with python -m kd_components.data datalist."
                 )
+        if not isinstance(d["image"], str) and (misplaced := brats.channel_order_problem(d["image"])) is not None:
+            raise InputError(
+                f"datalist '{data_list_file_path}': {misplaced}; 'image' lists T1c, T1, T2, FLAIR in that order (the "
+                f"teacher's channels): reorder it, or write the datalist with python -m kd_components.data datalist."
+            )
     return items
+
+
+def check_outputs(
+    datalist: Sequence[dict], output_dir: str | os.PathLike, model: str, convention: str | None = None
+) -> list[dict]:
+    """Refuse, before any work, label maps that would overwrite each other or cannot be written; returns
+    ``datalist`` unchanged. A map already in ``output_dir`` (an earlier run's) is replaced, with a warning.
+
+    Args:
+        datalist: the inference items ``{"image": path or [paths]}``; each map is named after its first image
+            (:func:`output_name`).
+        output_dir: the folder the maps are written to.
+        model: the writer's name in the map's name (``teacher``, the student's modality).
+        convention: ``--output_label_convention`` (None: each input's own).
+
+    Raises:
+        InputError: ``output_dir`` is an existing file, or two items would be written under one name (two scans of
+            one case name, e.g. ``p1/DICOM`` and ``p2/DICOM``): the second would replace the first.
+    """
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--output_dir '{folder}' is a file, not a folder: pass the folder to write the maps into.")
+    first: dict[str, str] = {}
+    for d in datalist:
+        source = str(d["image"] if isinstance(d["image"], (str, os.PathLike)) else d["image"][0])
+        name = output_name(source, model, convention) + ".nii.gz"
+        if name in first:
+            raise InputError(
+                f"'{first[name]}' and '{source}' would both be written as '{folder / name}' (one case name): the "
+                f"second map would replace the first; segment them into separate --output_dir folders, or rename one."
+            )
+        first[name] = source
+    existing = sorted(n for n in first if (folder / n).exists())
+    if existing:
+        logger.warning(
+            f"{len(existing)} label map(s) in '{folder}' from an earlier run will be replaced (first: {existing[0]}); "
+            f"pass another --output_dir to keep them"
+        )
+    return list(datalist)
 
 
 def _other_image_problems(path: str, channels: int = 1) -> list[str]:

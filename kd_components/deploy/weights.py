@@ -32,6 +32,7 @@ from kd_components.transforms import pixdim_setting
 
 __all__ = [
     "SETTINGS_NAME",
+    "check_channels",
     "check_modality",
     "read_model_settings",
     "require_weights",
@@ -122,6 +123,29 @@ def require_weights(ckpt_dir: str | os.PathLike, name: str = "model.pt") -> Path
             f"models for the teacher), or train the bundle first."
         )
     return path
+
+
+def check_channels(ckpt_dir: str | os.PathLike, in_channels: int) -> int:
+    """Refuse, before anything is loaded, weights trained with another number of input channels than the network
+    this config builds (a teacher's ``--ckpt_dir`` given to the student's inference: the state dict would not load,
+    deep in the run). Weights without ``model_settings.json`` (the model zoo's) are not checked here.
+
+    Returns:
+        ``in_channels``.
+
+    Raises:
+        InputError: the recorded channel count differs, with what the weights are.
+    """
+    settings = read_model_settings(ckpt_dir)
+    trained = settings.get("in_channels") if settings else None
+    if trained is not None and int(trained) != int(in_channels):
+        what = f"a {settings['modality']} student" if settings.get("modality") else "the four-sequence teacher"
+        raise InputError(
+            f"--ckpt_dir '{ckpt_dir}' holds weights of {what} ({trained} input channel(s), {SETTINGS_NAME}) but this "
+            f"config's network takes {in_channels}: segment with that model's bundle (a teacher: bundles/teacher; a "
+            f"student: bundles/student_kd), or pass the models folder of the model you meant."
+        )
+    return int(in_channels)
 
 
 def _bundle_window(ckpt_dir: str | os.PathLike) -> list[int] | None:
