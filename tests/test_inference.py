@@ -59,6 +59,18 @@ def test_student_datalist_from_input_or_search(tmp_path):
     assert student_datalist(str(plain), tmp_path, "t1") == [{"image": str(plain)}]
 
 
+def test_ill_case_folder_with_two_files_of_one_sequence(tmp_path):
+    """CASE_t1ce.nii and CASE_t1ce.nii.gz in one folder: which is the scan is not guessed (one used to win by sort
+    order), for the dedicated and the any student alike."""
+    _scan(tmp_path / "A" / "A_t1ce.nii.gz")
+    _scan(tmp_path / "A" / "A_t1ce.nii")
+    two = r"case folder '.*A' holds two T1c files, 'A_t1ce.nii(.gz)?' and 'A_t1ce.nii(.gz)?': keep one"
+    with pytest.raises(InputError, match=two):
+        student_datalist(None, tmp_path, "t1ce")
+    with pytest.raises(InputError, match=two):
+        student_datalist(None, tmp_path, "any")
+
+
 def test_ill_student_given_a_file_named_for_another_sequence(tmp_path):
     """A T1c student given CASE_flair.nii.gz would segment FLAIR as if it were T1c (a wrong map, exit 0): the name
     is read and the file refused, alone, in a list, or stacked."""

@@ -119,6 +119,26 @@ def find_images(dataset_dir: str | os.PathLike, modality: str) -> list[str]:
     return sorted(found)
 
 
+def _by_case(found: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """``{case folder: {modality: file}}`` of the search's files.
+
+    Raises:
+        InputError: a case folder with two files of one sequence (``CASE_t1ce.nii`` and ``CASE_t1ce.nii.gz``, or
+            both layouts' names): which one is the scan is not guessed.
+    """
+    by_case: dict[str, dict[str, str]] = {}
+    for m, paths in found.items():
+        for p in paths:
+            files = by_case.setdefault(str(Path(p).parent), {})
+            if m in files:
+                raise InputError(
+                    f"case folder '{Path(p).parent}' holds two {brats.CHANNEL_NAMES[m]} files, '{Path(files[m]).name}' "
+                    f"and '{Path(p).name}': keep one, or pass --input_image with the file to segment."
+                )
+            files[m] = p
+    return by_case
+
+
 def _modality_of(path: str) -> str | None:
     """The sequence a file's BraTS name says (``CASE_t1ce.nii.gz`` / ``CASE-t2f.nii.gz``), or None."""
     role = brats.split_file_name(path)[2]
@@ -205,10 +225,7 @@ def student_datalist(
                 "the README's demo: runs/demo/data), or --input_image with the files."
             )
         found = {m: find_images(dataset_dir, m) for m in members}
-        by_case: dict[str, dict[str, str]] = {}
-        for m, paths in found.items():
-            for p in paths:
-                by_case.setdefault(str(Path(p).parent), {})[m] = p
+        by_case = _by_case(found)
         if not by_case:
             layouts = " or ".join(
                 f"CASE/CASE{brats.FILE_SEPARATOR[c]}{next(k for k, v in sfx.items() if v == m)}.nii[.gz]"
@@ -321,10 +338,7 @@ def _any_datalist(
                 f"--dataset_dir '{dataset_dir}' does not exist: give the folder of the case folders to segment (after "
                 "the README's demo: runs/demo/data), or --input_image with the files."
             )
-        by_case: dict[str, dict[str, str]] = {}
-        for m in brats.TEACHER_CHANNELS:
-            for p in find_images(dataset_dir, m):
-                by_case.setdefault(str(Path(p).parent), {})[m] = p
+        by_case = _by_case({m: find_images(dataset_dir, m) for m in brats.TEACHER_CHANNELS})
         if not by_case:
             raise InputError(
                 f"no image to segment: no --input_image given, and no case folder under --dataset_dir '{dataset_dir}' "
