@@ -20,6 +20,7 @@ order, joined by ``+``), always normalised to the teacher's channel order (``can
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -40,6 +41,7 @@ __all__ = [
     "combination_members",
     "modality_index",
     "name_convention",
+    "named_channels",
     "split_file_name",
 ]
 
@@ -172,18 +174,46 @@ def split_file_name(path: str) -> tuple[str, str | None, str | None]:
     return name, None, None
 
 
-def channel_order_problem(paths) -> str | None:
-    """The first of a teacher item's files (one per channel, ``None`` for an absent sequence) whose name says another
-    sequence than its place in ``TEACHER_CHANNELS``: ``"'C_flair.nii.gz' (FLAIR) is listed as channel 0 (T1c)"``;
-    None when every file whose name says its sequence is in its channel (names that say nothing are taken as
-    given)."""
-    for i, p in enumerate(paths):
-        if p is None or i >= len(TEACHER_CHANNELS):
-            continue
-        role = split_file_name(str(p))[2]
-        if role in CHANNEL_NAMES and role != TEACHER_CHANNELS[i]:
-            place = CHANNEL_NAMES[TEACHER_CHANNELS[i]]
-            return f"'{os.path.basename(str(p))}' ({CHANNEL_NAMES[role]}) is listed as channel {i} ({place})"
+def named_channels(path: str | os.PathLike) -> list[str] | None:
+    """The sequences a file's BraTS name says, in its channels' order: ``CASE_flair.nii.gz`` -> ``["flair"]``,
+    ``CASE-t2f+t1c.nii.gz`` -> ``["flair", "t1ce"]``, ``CASE_seg.nii.gz`` -> ``["seg"]``; None for a name that says
+    none (``scan.nii.gz``, a DICOM folder)."""
+    role = split_file_name(str(path))[2]
+    return None if role is None else role.split(COMBINATION_SEPARATOR)
+
+
+def _said(names: Sequence[str]) -> str:
+    return "+".join("a label map" if m == "seg" else CHANNEL_NAMES.get(m, m) for m in names)
+
+
+def channel_order_problem(
+    images: str | os.PathLike | Sequence[str | os.PathLike | None], channels: Sequence[str] = TEACHER_CHANNELS
+) -> str | None:
+    """What the names of ``images`` say against the ``channels`` they will be read as, or None when every name that
+    says its sequence(s) says the right ones in the right place (a name that says none is taken as given).
+
+    Args:
+        images: one file per channel (``None`` for an absent sequence), or one file holding them all (stacked).
+        channels: the canonical sequences the reader takes them as, in order (default: the teacher's four).
+
+    Returns:
+        a phrase naming the file: ``'C_flair.nii.gz' is named FLAIR but is read as channel 0 (T1c)``,
+        ``'C_flair+t1ce.nii.gz' is named FLAIR+T1c but is read as T1c+FLAIR`` (a stacked file in another order),
+        ``'C_seg.nii.gz' is named a label map but is read as T1c``; or None.
+    """
+    files = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    if len(files) == 1 and files[0] is not None:
+        said = named_channels(files[0])
+        if said is not None and said != list(channels):
+            return f"'{os.path.basename(str(files[0]))}' is named {_said(said)} but is read as {_said(channels)}"
+        return None
+    for i, p in enumerate(files[: len(channels)]):
+        said = None if p is None else named_channels(p)
+        if said is not None and said != [channels[i]]:
+            return (
+                f"'{os.path.basename(str(p))}' is named {_said(said)} but is read as channel {i} "
+                f"({_said([channels[i]])})"
+            )
     return None
 
 

@@ -125,7 +125,7 @@ def _swapped_channels(root):
     images = content["training"][0]["image"]
     images[0], images[3] = images[3], images[0]  # FLAIR where T1c belongs: the teacher would read it as T1c
     (root / "datalist.json").write_text(json.dumps(content))
-    return r"'.*_flair\.nii\.gz' \(FLAIR\) is listed as channel 0 \(T1c\); 'image' lists T1c, T1, T2, FLAIR in that"
+    return r"'.*_flair\.nii\.gz' is named FLAIR but is read as channel 0 \(T1c\); 'image' lists T1c, T1, T2, FLAIR in"
 
 
 def _labels(root):

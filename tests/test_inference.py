@@ -73,17 +73,25 @@ def test_ill_case_folder_with_two_files_of_one_sequence(tmp_path):
 
 def test_ill_student_given_a_file_named_for_another_sequence(tmp_path):
     """A T1c student given CASE_flair.nii.gz would segment FLAIR as if it were T1c (a wrong map, exit 0): the name
-    is read and the file refused, alone, in a list, or stacked."""
+    is read and the file refused, alone, in a list, stacked, stacked in another order, or a label map."""
     flair = _scan(tmp_path / "A" / "A-t2f.nii.gz")
-    said = r"its name says FLAIR, but this student segments T1c \(t1ce\): a scan read as another sequence"
+    said = r"'A-t2f.nii.gz' is named FLAIR but is read as T1c: a scan read as another sequence gives a wrong map"
     with pytest.raises(InputError, match=rf"--input_image '.*A-t2f.nii.gz': {said}"):
         student_datalist(str(flair), tmp_path, "t1ce")
     with pytest.raises(InputError, match=said):
         student_datalist([str(_scan(tmp_path / "B" / "B_t1ce.nii.gz")), str(flair)], tmp_path, "t1ce")
     stacked = _scan(tmp_path / "C" / "C_t1ce+flair.nii.gz")
-    with pytest.raises(InputError, match=r"its name says T1c\+FLAIR, but this student segments T1c "):
+    with pytest.raises(InputError, match=r"'C_t1ce\+flair.nii.gz' is named T1c\+FLAIR but is read as T1c: "):
         student_datalist(str(stacked), tmp_path, "t1ce")
     assert student_datalist(str(stacked), tmp_path, "flair+t1ce") == [{"image": str(stacked)}]
+    # the same two sequences stacked FLAIR first: the student would read FLAIR as its T1c channel
+    swapped = _scan(tmp_path / "D" / "D-t2f+t1c.nii.gz")
+    with pytest.raises(
+        InputError, match=r"is named FLAIR\+T1c but is read as T1c\+FLAIR: .*kd_components.data stack writes"
+    ):
+        student_datalist(str(swapped), tmp_path, "t1ce+flair")
+    with pytest.raises(InputError, match=r"'E_seg.nii.gz' is named a label map but is read as T1c"):
+        student_datalist(str(_scan(tmp_path / "E" / "E_seg.nii.gz")), tmp_path, "t1ce")
 
 
 def test_ill_student_datalist(tmp_path):
@@ -157,7 +165,14 @@ def test_ill_teacher_datalist(tmp_path):
     for name in order:
         _scan(tmp_path / name)
     (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": order}]}))
-    with pytest.raises(InputError, match=r"'c_flair.nii.gz' \(FLAIR\) is listed as channel 0 \(T1c\); 'image' lists"):
+    with pytest.raises(
+        InputError, match=r"'c_flair.nii.gz' is named FLAIR but is read as channel 0 \(T1c\); 'image' lis"
+    ):
+        teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
+    # one stacked file named in another order than the teacher's channels: refused alike
+    _scan(tmp_path / "c" / "c_flair+t1+t2+t1ce.nii.gz")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "c/c_flair+t1+t2+t1ce.nii.gz"}]}))
+    with pytest.raises(InputError, match=r"is named FLAIR\+T1\+T2\+T1c but is read as T1c\+T1\+T2\+FLAIR"):
         teacher_datalist(tmp_path / "datalist.json", tmp_path, "test")
 
 
@@ -174,6 +189,8 @@ def test_outputs_checked_before_any_work(tmp_path, caplog):
         check_outputs(items, tmp_path / "out", "t1ce")
     with pytest.raises(InputError, match=r"--output_dir '.*DICOM.nii.gz' is a file, not a folder"):
         check_outputs(items[:1], a, "t1ce")
+    with pytest.raises(InputError, match=r"--output_dir '.*DICOM.nii.gz/sub' lies in '.*DICOM.nii.gz', a file, not"):
+        check_outputs(items[:1], a / "sub", "t1ce")
     out = tmp_path / "out"
     out.mkdir()
     (out / "DICOM_t1ce_seg_brats2021.nii.gz").write_bytes(b"earlier")
@@ -264,6 +281,12 @@ def test_ill_stacked_teacher_image_checked_per_channel(tmp_path):
     bad = _scan(tmp_path / "stack_nan.nii.gz", data)
     with pytest.raises(InputError, match=r"'.*stack_nan.nii.gz' channel 3 has 1 NaN/Inf voxel"):
         check_images([{"image": str(bad)}], channels=4)
+    damaged = tmp_path / "stack_damaged.nii.gz"  # the stacked form reads through MONAI: its stream is checked too
+    raw = bytearray(good.read_bytes())
+    raw[-8:-4] = bytes(b ^ 0xFF for b in raw[-8:-4])  # the gzip trailer's CRC-32
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"image '.*stack_damaged.nii.gz' is a damaged gzip file"):
+        check_images([{"image": str(damaged)}], channels=4)
 
 
 # ------------------------------------------------------------------------------------------- output names, convention
@@ -356,7 +379,7 @@ def test_combination_items_by_case_in_the_teachers_order(tmp_path):
     )
     stacked = str(_scan(tmp_path / "A" / "A_t1ce+flair.nii.gz"))
     assert student_datalist(stacked, tmp_path, "t1ce+flair") == [{"image": stacked}]
-    with pytest.raises(InputError, match=r"its name says T1c, but this student segments T1c\+FLAIR"):
+    with pytest.raises(InputError, match=r"is named T1c but is read as T1c\+FLAIR"):
         student_datalist(str(a["t1ce"]), tmp_path, "t1ce+flair")  # one sequence is not the stacked pair
     # names that say nothing: the order given
     other = [str(_scan(tmp_path / "x" / "one.nii.gz")), str(_scan(tmp_path / "x" / "two.nii.gz"))]

@@ -84,7 +84,9 @@ def test_ill_channels_other_than_trained(tmp_path):
     write_model_settings(tmp_path / "s", [64, 64, 64], 2, "t1ce+flair")
     with pytest.raises(InputError, match=r"holds weights of the four-sequence teacher \(4 input channel\(s\), "):
         check_channels(tmp_path / "t", 1)
-    with pytest.raises(InputError, match=r"holds weights of a t1ce\+flair student \(2 input channel\(s\), .* takes 4"):
+    with pytest.raises(
+        InputError, match=r"holds weights of the t1ce\+flair student \(2 input channel\(s\), .* takes 4"
+    ):
         check_channels(tmp_path / "s", 4)
 
 

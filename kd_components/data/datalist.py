@@ -360,6 +360,13 @@ def datalist_leaks(content: dict, base_dir: str | os.PathLike) -> str:
     )
 
 
+#: how to mend a datalist entry whose images are not in the teacher's channel order (training, evaluation, inference)
+CHANNEL_ORDER_FIX = (
+    "'image' lists T1c, T1, T2, FLAIR in that order (the teacher's channels): reorder it, or write the datalist with "
+    "python -m kd_components.data datalist"
+)
+
+
 def _header_shape(path: Path) -> tuple[int, ...]:
     import nibabel as nib
 
@@ -392,10 +399,7 @@ def check_entry(entry: dict, base_dir: str | os.PathLike, n_channels: int = 4, a
             f"or leave the case out of this split"
         )
     if n_channels == 4 and (misplaced := channel_order_problem(images)) is not None:
-        problems.append(
-            f"case '{name}': {misplaced}; 'image' lists T1c, T1, T2, FLAIR in that order (the teacher's channels): "
-            f"reorder it, or write the datalist with python -m kd_components.data datalist"
-        )
+        problems.append(f"case '{name}': {misplaced}; {CHANNEL_ORDER_FIX}")
     images = [p for p in images if p is not None]
     if "teacher_logits" in entry and not (base / entry["teacher_logits"]).is_file():
         problems.append(

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kd_components import brats, subsets
-from kd_components.data.validate import case_problems, dimension_problem, image_problems
+from kd_components.data.datalist import CHANNEL_ORDER_FIX
+from kd_components.data.validate import case_problems, dimension_problem, gzip_problem, image_problems
 from kd_components.errors import InputError
 from kd_components.transforms import named_sequences
 
@@ -170,22 +171,17 @@ def _one_case(paths: list[str], members: list[str]) -> list[str]:
 
 
 def _named_as(path: str, members: list[str]) -> str:
-    """``path``, refused when its BraTS name says other sequences than the student's (``CASE_flair.nii.gz`` given to
-    a T1c student: it would segment the FLAIR scan as if it were T1c, a wrong map without a warning). A name that says
-    nothing (``scan.nii.gz``, a DICOM folder) is taken as the student's sequence."""
-    said = _modality_of(path)
-    if said is None:
-        return path
-    try:
-        named = brats.combination_members(said)
-    except ValueError:
-        return path
-    if sorted(named) != sorted(members):
+    """``path``, refused when its BraTS name says other sequences than the student reads it as, or the same in
+    another channel order (``CASE_flair.nii.gz`` given to a T1c student, ``CASE_flair+t1ce.nii.gz`` to a T1c+FLAIR
+    one, ``CASE_seg.nii.gz`` to any): each would be segmented as what it is not, a wrong map without a warning. A
+    name that says nothing (``scan.nii.gz``, a DICOM folder) is taken as the student's sequence(s)."""
+    problem = brats.channel_order_problem(path, members)
+    if problem is not None:
         combo = brats.COMBINATION_SEPARATOR.join(members)
         raise InputError(
-            f"--input_image '{path}': its name says {'+'.join(brats.CHANNEL_NAMES[m] for m in named)}, but this "
-            f"student segments {'+'.join(brats.CHANNEL_NAMES[m] for m in members)} ({combo}): a scan read as another "
-            f"sequence gives a wrong map; give the {combo} image, or the weights of a student of that sequence."
+            f"--input_image '{path}': {problem}: a scan read as another sequence gives a wrong map; give the {combo} "
+            f"image (stacked files: python -m kd_components.data stack writes the teacher's order), or the weights of "
+            f"a student of that sequence."
         )
     return path
 
@@ -207,7 +203,8 @@ def student_datalist(
 
     Raises:
         InputError: an unknown modality, no image at all, a path that does not exist, a case missing one of the
-            combination's images, or images whose names say other sequences.
+            combination's images, a case folder with two files of one sequence, or images whose names say other
+            sequences (or a stacked file's another order).
     """
     if subsets.is_any(modality):
         return _any_datalist(input_image, dataset_dir, input_modalities)
@@ -363,7 +360,8 @@ def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | 
     """The items of split ``key`` of the teacher's datalist, their paths joined to ``dataset_dir``.
 
     Raises:
-        InputError: the datalist or its split is missing, or an image it names does not exist.
+        InputError: the datalist or its split is missing, an image it names does not exist, or an item's names say
+            its images are not in the teacher's channel order (T1c, T1, T2, FLAIR).
     """
     from monai.data import load_decathlon_datalist
 
@@ -385,11 +383,8 @@ def teacher_datalist(data_list_file_path: str | os.PathLike, dataset_dir: str | 
                     f"image '{p}' of datalist '{data_list_file_path}' does not exist: check --dataset_dir, or rewrite "
                     f"the datalist with python -m kd_components.data datalist."
                 )
-        if not isinstance(d["image"], str) and (misplaced := brats.channel_order_problem(d["image"])) is not None:
-            raise InputError(
-                f"datalist '{data_list_file_path}': {misplaced}; 'image' lists T1c, T1, T2, FLAIR in that order (the "
-                f"teacher's channels): reorder it, or write the datalist with python -m kd_components.data datalist."
-            )
+        if (misplaced := brats.channel_order_problem(d["image"])) is not None:
+            raise InputError(f"datalist '{data_list_file_path}': {misplaced}; {CHANNEL_ORDER_FIX}.")
     return items
 
 
@@ -411,8 +406,10 @@ def check_outputs(
             one case name, e.g. ``p1/DICOM`` and ``p2/DICOM``): the second would replace the first.
     """
     folder = Path(output_dir)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--output_dir '{folder}' is a file, not a folder: pass the folder to write the maps into.")
+    there = next((q for q in (folder, *folder.parents) if q.exists()), None)  # the folder, or where it would go
+    if there is not None and not there.is_dir():
+        what = f"'{folder}' is" if there == folder else f"'{folder}' lies in '{there}',"
+        raise InputError(f"--output_dir {what} a file, not a folder: pass a folder to write the maps into.")
     first: dict[str, str] = {}
     for d in datalist:
         source = str(d["image"] if isinstance(d["image"], (str, os.PathLike)) else d["image"][0])
@@ -426,8 +423,11 @@ def check_outputs(
     existing = sorted(n for n in first if (folder / n).exists())
     if existing:
         logger.warning(
-            f"{len(existing)} label map(s) in '{folder}' from an earlier run will be replaced (first: {existing[0]}); "
-            f"pass another --output_dir to keep them"
+            "%d label map(s) in '%s' from an earlier run will be replaced (first: %s); pass another --output_dir to "
+            "keep them",
+            len(existing),
+            folder,
+            existing[0],
         )
     return list(datalist)
 
@@ -438,6 +438,8 @@ def _other_image_problems(path: str, channels: int = 1) -> list[str]:
     channel checked as its own scan."""
     from monai.transforms import LoadImage
 
+    if (damaged := gzip_problem(path)) is not None:
+        return [f"image '{path}' {damaged}"]
     try:
         data = LoadImage(image_only=True)(path)
     except Exception as e:  # noqa: BLE001, B036 - any reader failure means the same to the user

@@ -130,6 +130,10 @@ def check_channels(ckpt_dir: str | os.PathLike, in_channels: int) -> int:
     this config builds (a teacher's ``--ckpt_dir`` given to the student's inference: the state dict would not load,
     deep in the run). Weights without ``model_settings.json`` (the model zoo's) are not checked here.
 
+    Args:
+        ckpt_dir: the folder of ``model.pt`` (and of ``model_settings.json`` when training wrote one).
+        in_channels: the input channels of the network the config builds.
+
     Returns:
         ``in_channels``.
 
@@ -139,11 +143,11 @@ def check_channels(ckpt_dir: str | os.PathLike, in_channels: int) -> int:
     settings = read_model_settings(ckpt_dir)
     trained = settings.get("in_channels") if settings else None
     if trained is not None and int(trained) != int(in_channels):
-        what = f"a {settings['modality']} student" if settings.get("modality") else "the four-sequence teacher"
+        what = f"the {settings['modality']} student" if settings.get("modality") else "the four-sequence teacher"
         raise InputError(
             f"--ckpt_dir '{ckpt_dir}' holds weights of {what} ({trained} input channel(s), {SETTINGS_NAME}) but this "
-            f"config's network takes {in_channels}: segment with that model's bundle (a teacher: bundles/teacher; a "
-            f"student: bundles/student_kd), or pass the models folder of the model you meant."
+            f"config's network takes {in_channels}: use that model's bundle (a teacher: bundles/teacher; a student: "
+            f"bundles/student_kd), or pass the models folder of the model you meant."
         )
     return int(in_channels)
 
