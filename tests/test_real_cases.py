@@ -101,7 +101,10 @@ def _refusal(root) -> str:
     return message
 
 
-@pytest.mark.parametrize("fault", ["missing sequence", "another grid", "label outside the convention"])
+@pytest.mark.parametrize(
+    "fault",
+    ["missing sequence", "another grid", "label outside the convention", "damaged gzip stream", "a mask as the scan"],
+)
 def test_real_case_faults_refused_by_name(fault, brats2018_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KD_VALIDATION_CACHE", "0")
     root, files = _copy_case(brats2018_dir, tmp_path)
@@ -113,6 +116,15 @@ def test_real_case_faults_refused_by_name(fault, brats2018_dir, tmp_path, monkey
         half = nib.Nifti1Image(np.asarray(img.dataobj)[::2, ::2, ::2], img.affine @ np.diag([2, 2, 2, 1]))
         nib.save(half, files["flair"])
         expected = r"'.*_flair\.nii\.gz' has shape \(120, 120, 78\) but '.*_t1ce\.nii\.gz' \(240, 240, 155\)"
+    elif fault == "damaged gzip stream":  # the trailer's checksum: nibabel still reads the voxels without an error
+        raw = bytearray(files["t2"].read_bytes())
+        raw[-8:-4] = bytes(b ^ 0xFF for b in raw[-8:-4])
+        files["t2"].write_bytes(bytes(raw))
+        expected = r"image file '.*_t2\.nii\.gz' is a damaged gzip file \(BadGzipFile: CRC check failed"
+    elif fault == "a mask as the scan":
+        img = nib.load(files["t1"])
+        nib.save(nib.Nifti1Image((np.asarray(img.dataobj) != 0).astype(np.uint8), img.affine), files["t1"])
+        expected = r"'.*_t1\.nii\.gz' holds one value \(1\) in all its \d+ non-zero voxels: no contrast"
     else:
         img = nib.load(files["seg"])
         seg = np.asarray(img.dataobj).copy()
