@@ -10,6 +10,9 @@ from conftest import REPO
 spec = importlib.util.spec_from_file_location("data_efficiency_table", REPO / "scripts" / "data_efficiency_table.py")
 det = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(det)
+spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
+vt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(vt)
 
 
 def _runs(folder, dice_by_case, split="test", seed=0):
@@ -45,9 +48,6 @@ def test_ill_folders(tmp_path):
 
 def test_variant_table_by_hand(tmp_path):
     """scripts/variant_table.py: each variant against the baseline and the shipped recipe, paired by case."""
-    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
-    vt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vt)
     _runs(tmp_path / "baseline" / "t1ce", {"a": 0.5, "b": 0.5})
     _runs(tmp_path / "voxel_mean" / "t1ce", {"a": 0.6, "b": 0.6})
     _runs(tmp_path / "voxel_mean_cwd" / "t1ce", {"a": 0.4, "b": 0.6})
@@ -63,9 +63,6 @@ def test_variant_table_by_hand(tmp_path):
 
 def test_variant_table_reads_the_split_asked(tmp_path):
     """``--split validation`` tabulates the validation evaluations, not the test ones beside them."""
-    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
-    vt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vt)
     dice = {"baseline": (0.5, 0.2), "voxel_mean": (0.6, 0.3), "voxel_mean_agree": (0.7, 0.1)}  # test, validation
     for variant, (test_dice, val_dice) in dice.items():
         _runs(tmp_path / variant / "t1ce", {"a": test_dice, "b": test_dice})
@@ -86,9 +83,6 @@ def test_variant_table_reads_the_split_asked(tmp_path):
 def test_variant_table_over_two_seeds_by_hand(tmp_path):
     """``--seeds 0,1``: Dice averaged over the seeds; differences paired by case and seed, each case's averaged over
     the seeds (the study table's rule); a variant missing one of the seeds is not run, not half a row."""
-    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
-    vt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vt)
     by_seed = [((0.5, 0.5), (0.6, 0.4), (0.7, 0.5)), ((0.3, 0.5), (0.4, 0.4), (0.5, 0.7))]  # cases a, b
     for seed, (base, ref, t1) in enumerate(by_seed):
         _runs(tmp_path / "baseline" / "t1ce", dict(zip("ab", base)), seed=seed)
@@ -108,8 +102,5 @@ def test_variant_table_over_two_seeds_by_hand(tmp_path):
 
 
 def test_ill_variant_table_seeds(tmp_path):
-    spec = importlib.util.spec_from_file_location("variant_table", REPO / "scripts" / "variant_table.py")
-    vt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vt)
     with pytest.raises(SystemExit, match="--seeds 0,x: not comma-separated integers"):
         vt.main(["--runs", str(tmp_path), "--variants", "voxel_mean_t1", "--seeds", "0,x"])
