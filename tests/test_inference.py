@@ -90,8 +90,14 @@ def test_ill_student_given_a_file_named_for_another_sequence(tmp_path):
         InputError, match=r"is named FLAIR\+T1c but is read as T1c\+FLAIR: .*kd_components.data stack writes"
     ):
         student_datalist(str(swapped), tmp_path, "t1ce+flair")
+    seg = str(_scan(tmp_path / "E" / "E_seg.nii.gz"))
     with pytest.raises(InputError, match=r"'E_seg.nii.gz' is named a label map but is read as T1c"):
-        student_datalist(str(_scan(tmp_path / "E" / "E_seg.nii.gz")), tmp_path, "t1ce")
+        student_datalist(seg, tmp_path, "t1ce")
+    # among a combination's or the any student's images, named or not, with --input_modalities or without
+    unnamed = str(_scan(tmp_path / "E" / "scan.nii.gz"))
+    for images, modality, said in [([unnamed, seg], "t1ce+flair", None), ([seg], "any", "t1ce"), ([seg], "any", None)]:
+        with pytest.raises(InputError, match=r"'.*E_seg.nii.gz': its name says it is a label map"):
+            student_datalist(images, tmp_path, modality, said)
 
 
 def test_ill_student_datalist(tmp_path):

@@ -140,6 +140,17 @@ def _by_case(found: dict[str, list[str]]) -> dict[str, dict[str, str]]:
     return by_case
 
 
+def _no_label_map(paths: Sequence[str]) -> None:
+    """Refuse a file named as a BraTS label map (``CASE_seg.nii.gz``) among the images to segment: read as a scan it
+    gives a wrong map (the per-file checks of the single-sequence student do the same through their names)."""
+    for p in paths:
+        if brats.split_file_name(str(p))[2] == "seg":
+            raise InputError(
+                f"--input_image '{p}': its name says it is a label map (segmentation), not a scan; give the images to "
+                "segment."
+            )
+
+
 def _modality_of(path: str) -> str | None:
     """The sequence a file's BraTS name says (``CASE_t1ce.nii.gz`` / ``CASE-t2f.nii.gz``), or None."""
     role = brats.split_file_name(path)[2]
@@ -153,6 +164,7 @@ def _one_case(paths: list[str], members: list[str]) -> list[str]:
     DICOM folder, ``scan.nrrd``) are taken in the order given, which the log states.
     """
     combo = brats.COMBINATION_SEPARATOR.join(members)
+    _no_label_map(paths)
     if len(paths) != len(members):
         raise InputError(
             f"--input_image {paths}: a {combo} student needs {len(members)} images per case (one per sequence, or one "
@@ -275,6 +287,7 @@ def _exists(paths: Sequence[str]) -> None:
 def _any_case(paths: list[str], input_modalities: str | None) -> dict:
     """One case's item for the ``any`` student: its images (one per sequence, or one stacked file) and the
     sequences of their channels (``"t1ce+flair"``), in the teacher's channel order where the names say them."""
+    _no_label_map(paths)
     said = [_modality_of(p) for p in paths]
     if input_modalities is not None:
         try:
