@@ -432,15 +432,15 @@ def listed_sequences(value: str | Sequence[str]) -> list[str]:
 def named_sequences(value: Any) -> list[str] | None:
     """The canonical sequences, in channel order, that a file name says (``CASE_flair.nii.gz``; a stacked
     ``CASE_t1ce+flair.nii.gz``), or a list of file names says together; None when a name says none."""
-    from kd_components.brats import COMBINATION_SEPARATOR, split_file_name
+    from kd_components.brats import named_channels
 
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         names = [named_sequences(v) for v in value]
         return None if not names or any(n is None for n in names) else [m for n in names for m in n]
-    role = split_file_name(str(value))[2]
-    return None if role is None or role == "seg" else role.split(COMBINATION_SEPARATOR)
+    said = named_channels(value)
+    return None if said == ["seg"] else said
 
 
 class PresenceInputd(MapTransform):

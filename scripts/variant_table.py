@@ -18,10 +18,9 @@ from pathlib import Path
 from kd_components.tools.report import dice_cell, difference_cells, seed_evaluation
 
 
-def evaluation(runs: Path, variant: str, modality: str, seeds: int | Sequence[int], split: str = "test") -> list[dict]:
+def evaluation(runs: Path, variant: str, modality: str, seeds: Sequence[int], split: str = "test") -> list[dict]:
     """``[{"seed", "rows"}]`` of one model's evaluations on ``split``, one per seed asked, or ``[]`` when any seed has
     none (a row over some of the seeds would not pair with the others)."""
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     found = [e for s in seeds for e in seed_evaluation(runs / variant / modality / f"seed{s}", s, split)]
     return found if len(found) == len(seeds) else []
 
